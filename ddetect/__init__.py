@@ -1,0 +1,1 @@
+"""Application glue: the ``ddetect`` command line, configuration and metrics."""
