@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,7 +38,7 @@ def test_metrics_response_is_text_exposition():
     assert ctype == CONTENT_TYPE_LATEST
     got = samples(body.decode())
     assert got[("ddetect_webhook_requests_total", (("provider", "sendgrid"), ("status", "200")))] == 3
-    assert got[("ddetect_campaign_bounce_ratio", (("campaign", "c1"),))] == 0.1
+    assert got[("ddetect_campaign_bounce_ratio", (("campaign", "c1"),))] == pytest.approx(0.1)
 
 
 def test_standalone_app_serves_metrics_on_a_free_port():
