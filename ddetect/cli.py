@@ -1,0 +1,92 @@
+"""The ``ddetect`` command line.
+
+Each subcommand imports its module lazily, so ``ddetect rules check`` works without
+touching Kafka or Faust.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from detector.rules import RuleError, default_rules_path, load_rules
+
+
+def _load_ruleset(path: str | None):
+    return load_rules(path or default_rules_path())
+
+
+def cmd_rules_check(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.paths:
+        try:
+            rs = load_rules(path)
+        except RuleError as exc:
+            for line in exc.errors:
+                print(line, file=sys.stderr)
+            status = 1
+            continue
+        print(f"{path}: OK, {len(rs.rules)} rules, window {rs.settings.window:g}s, "
+              f"allowed lateness {rs.settings.allowed_lateness:g}s")
+    return status
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import run_replay
+
+    try:
+        rs = _load_ruleset(args.rules)
+    except RuleError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 2
+    stats = run_replay(args.file, rs, sys.stdout, sys.stderr, sort=args.sort,
+                       progress=True if args.progress else None)
+    print(json.dumps({"replay": stats}), file=sys.stderr)
+    return 0
+
+
+def _passthrough(module: str, func: str):
+    """Subcommands implemented elsewhere take their own argv (argparse REMAINDER)."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module).__getattribute__(func)(args.rest)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ddetect", description="Streaming deliverability anomaly detector")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    rules = sub.add_parser("rules", help="rule file tools")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rsub.add_parser("check", help="validate rule files; exit 1 on errors")
+    check.add_argument("paths", nargs="+")
+    check.set_defaults(func=cmd_rules_check)
+
+    rp = sub.add_parser("replay", help="run canonical events (JSONL) through the detector, alerts to stdout")
+    rp.add_argument("file", help="JSONL file of canonical events, '-' for stdin")
+    rp.add_argument("--rules", help="rule file (default: the shipped rules/default.yaml)")
+    rp.add_argument("--sort", action="store_true", help="process in timestamp order, not file (arrival) order")
+    rp.add_argument("--progress", action="store_true", help="always show the progress bar")
+    rp.set_defaults(func=cmd_replay)
+
+    for name, module, func, help_text in _EXTERNAL:
+        sp = sub.add_parser(name, help=help_text, add_help=False)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=_passthrough(module, func))
+    return p
+
+
+#: (subcommand, module, function(argv) -> int, help)
+_EXTERNAL: list[tuple[str, str, str, str]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Per-window event counters and the columnar batch that fills them.
+
+Detection never looks at single events: it reads how many events of each kind a scope
+saw in a window. Counting is therefore the hot path, and it is done on columns (numpy
+arrays of small integer codes), so a batch of a million events costs a few sorts and
+bincounts rather than a million Python iterations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .event import BOUNCE_CLASSES, EVENT_TYPES
+
+#: Counter layout of one window: one slot per event type, then one per bounce class.
+COUNTERS: tuple[str, ...] = EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
+N_COUNTERS = len(COUNTERS)
+COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
+TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
+BOUNCE_CODE = {c: i for i, c in enumerate(BOUNCE_CLASSES)}
+_BOUNCE_OFFSET = len(EVENT_TYPES)
+
+#: Event fields a scope can be built from.
+SCOPE_FIELDS = ("campaign", "mailbox_provider", "sending_domain", "ip_pool", "recipient_domain", "provider")
+#: Events that carry a reason worth showing as evidence.
+_REASON_TYPES = {TYPE_CODE["bounced"], TYPE_CODE["complained"], TYPE_CODE["deferred"], TYPE_CODE["dropped"]}
+
+
+class Vocabulary:
+    """Interns strings to small integer codes (None -> -1), shared by all batches."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        c = self.codes.get(value)
+        if c is None:
+            c = self.codes[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+
+@dataclass
+class EventBatch:
+    """A columnar batch of canonical events.
+
+    ``fields`` maps each scope field to an int32 code column (-1 for null); the codes
+    index ``vocab[field].values``. Reasons are kept only for the few events that carry
+    one (bounces, complaints, deferrals, drops), as (row, smtp_code, reason) triples.
+    """
+
+    timestamp: np.ndarray
+    type_code: np.ndarray
+    bounce_code: np.ndarray
+    fields: dict[str, np.ndarray]
+    vocab: dict[str, Vocabulary]
+    reasons: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+    @classmethod
+    def from_events(cls, events: Sequence[Mapping], vocab: dict[str, Vocabulary] | None = None) -> "EventBatch":
+        """Build a batch from validated canonical events (dicts)."""
+        if vocab is None:
+            vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
+        n = len(events)
+        ts = np.fromiter((e["timestamp"] for e in events), dtype=np.float64, count=n)
+        tcode = np.fromiter((TYPE_CODE[e["type"]] for e in events), dtype=np.int8, count=n)
+        bcode = np.fromiter((BOUNCE_CODE.get(e.get("bounce_class"), -1) for e in events), dtype=np.int8, count=n)
+        cols = {}
+        for f in SCOPE_FIELDS:
+            code = vocab[f].code
+            cols[f] = np.fromiter((code(e.get(f)) for e in events), dtype=np.int32, count=n)
+        reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
+                   if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
+        return cls(ts, tcode, bcode, cols, vocab, reasons)
+
+
+@dataclass
+class ScopeDelta:
+    """What one batch added to one scope: counts per window start and top reasons."""
+
+    scope_id: str
+    scope: dict[str, str]
+    windows: dict[float, np.ndarray]
+    reasons: dict[float, dict[str, int]]
+
+
+def scope_id(fields: Sequence[str], values: Sequence[str]) -> str:
+    """Stable text key of a scope, e.g. ``campaign=spring|mailbox_provider=gmail``."""
+    return "|".join(f"{f}={v}" for f, v in zip(fields, values))
+
+
+def reason_key(smtp_code: int | None, reason: str | None) -> str:
+    return f"{smtp_code if smtp_code is not None else ''}|{reason or ''}"
+
+
+def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float) -> dict[str, ScopeDelta]:
+    """Count a batch per (scope, window) for every scope definition, vectorised.
+
+    Events whose scope field is null are not counted in that scope (an event without
+    an IP pool says nothing about any pool).
+    """
+    out: dict[str, ScopeDelta] = {}
+    if len(batch) == 0:
+        return out
+    win_idx = np.floor(batch.timestamp / window).astype(np.int64)
+    w0 = int(win_idx.min())
+    n_windows = int(win_idx.max()) - w0 + 1
+    # One counter slot per event type, plus one per bounce class for bounces.
+    slot = batch.type_code.astype(np.int64)
+    bounce_rows = np.flatnonzero(batch.bounce_code >= 0)
+    for fields in scopes:
+        cols = [batch.fields[f] for f in fields]
+        valid = np.ones(len(batch), dtype=bool)
+        for c in cols:
+            valid &= c >= 0
+        combined = np.zeros(len(batch), dtype=np.int64)
+        for f, c in zip(fields, cols):
+            combined = combined * (len(batch.vocab[f].values) + 1) + c
+        rows = np.flatnonzero(valid)
+        if rows.size == 0:
+            continue
+        uniq, inverse = np.unique(combined[rows], return_inverse=True)
+        group = (inverse.astype(np.int64) * n_windows + (win_idx[rows] - w0))
+        n_groups = uniq.size * n_windows
+        counts = np.bincount(group * N_COUNTERS + slot[rows], minlength=n_groups * N_COUNTERS)
+        counts = counts.reshape(uniq.size, n_windows, N_COUNTERS)
+        if bounce_rows.size:
+            valid_b = bounce_rows[valid[bounce_rows]]
+            if valid_b.size:
+                pos = np.searchsorted(uniq, combined[valid_b])
+                gb = pos * n_windows + (win_idx[valid_b] - w0)
+                extra = np.bincount(gb * N_COUNTERS + _BOUNCE_OFFSET + batch.bounce_code[valid_b],
+                                    minlength=n_groups * N_COUNTERS)
+                counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
+        # First row of each unique combination gives the scope's values.
+        first = rows[np.unique(inverse, return_index=True)[1]]
+        present = counts.sum(axis=2) > 0
+        for u in range(uniq.size):
+            r = first[u]
+            values = [batch.vocab[f].values[batch.fields[f][r]] for f in fields]
+            sid = scope_id(fields, values)
+            wins = {float((w0 + w) * window): counts[u, w].copy() for w in np.flatnonzero(present[u])}
+            out[sid] = ScopeDelta(sid, dict(zip(fields, values)), wins, {})
+        if batch.reasons:
+            for r, code, reason in batch.reasons:
+                if not valid[r]:
+                    continue
+                values = [batch.vocab[f].values[batch.fields[f][r]] for f in fields]
+                delta = out[scope_id(fields, values)]
+                start = float(win_idx[r] * window)
+                bucket = delta.reasons.setdefault(start, {})
+                kind = (f"bounced_{BOUNCE_CLASSES[batch.bounce_code[r]]}" if batch.bounce_code[r] >= 0
+                        else EVENT_TYPES[batch.type_code[r]])
+                key = f"{kind}|{reason_key(code, reason)}"
+                bucket[key] = bucket.get(key, 0) + 1
+    return out

@@ -1,0 +1,203 @@
+"""One evaluation step per rule and scope, at each closed window.
+
+Every function here takes the rule, the scope's state for that rule (a plain dict, so a
+Faust table or a JSON snapshot can hold it) and the window's numbers, updates the state
+and returns a :class:`Finding`. Findings of direct tests carry their decision; findings
+of window tests carry a p-value and are decided together, per round, by
+Benjamini-Hochberg in :func:`decide_round`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import cusum, policy, volume, window_test
+from .rules import Rule
+
+_MAX_HISTORY = 288  # windows of (x, n) kept for overdispersion estimates
+
+
+@dataclass
+class Finding:
+    rule: Rule
+    scope_id: str
+    window_start: float
+    x: int
+    n: int
+    fire: bool | None = None       # None: decided later (window tests)
+    calm: bool = False             # evidence the incident is over (counts towards resolve)
+    p_value: float | None = None
+    statistic: float | None = None
+    baseline: float | None = None
+    threshold: float | None = None
+    expected: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def new_state() -> dict:
+    return {"phase": "warmup", "wx": 0, "wn": 0, "ww": 0, "hist": [], "recent": [],
+            "firing": False, "alert_id": None, "fired_at": None, "quiet": 0}
+
+
+def _round_sig(p: float, digits: int = 2) -> float:
+    """Round a baseline so calibrations are shared between similar scopes (cache hits)."""
+    if p <= 0:
+        return p
+    return float(f"{p:.{digits}g}")
+
+
+def _warm(rule: Rule, st: dict, x: int, n: int) -> bool:
+    """Accumulate warm-up data; return True once the baseline can be frozen."""
+    if n > 0:
+        st["wx"] += x
+        st["wn"] += n
+        st["ww"] += 1
+        st["hist"].append([x, n])
+        del st["hist"][:-_MAX_HISTORY]
+    return st["wn"] >= max(rule.warmup_messages, 1) and st["ww"] >= rule.warmup_windows
+
+
+def _span(rule: Rule, st: dict, x: int, n: int) -> tuple[int, int]:
+    st["recent"].append([x, n])
+    del st["recent"][:-rule.span_windows]
+    return sum(r[0] for r in st["recent"]), sum(r[1] for r in st["recent"])
+
+
+def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
+    """Binomial CUSUM on per-window counts (Page 1954) with a frozen warm-up baseline."""
+    if st["phase"] == "warmup":
+        if not _warm(rule, st, x, n):
+            return None
+        p0 = _round_sig(max(st["wx"] / st["wn"], rule.baseline_floor))
+        p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
+        if not p0 < p1 < 1:
+            p1 = min(p0 * rule.shift, 0.99)
+        st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, rule.arl0), s=0.0, run_x=0, hist=[])
+        return None
+    if n == 0:
+        return None
+    a, b = cusum.llr_weights(st["p0"], st["p1"])
+    s_prev = st["s"]
+    s = max(0.0, s_prev + x * a - (n - x) * b)
+    st["run_x"] = (st["run_x"] + x) if s > 0 else 0
+    fire = s >= st["h"]
+    reference = b / (a + b)  # rate at which the statistic drifts neither up nor down
+    calm = (not fire) and n >= max(1, rule.min_volume) and x / n < reference
+    f = Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=s, baseline=st["p0"], threshold=st["h"],
+                extra={"p1": st["p1"], "incident_events": st["run_x"]})
+    # After an alarm the chart restarts, so a second alarm needs fresh evidence.
+    st["s"] = 0.0 if fire else s
+    if fire:
+        st["run_x"] = 0
+    return f
+
+
+def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
+    """Exact binomial / beta-binomial upper-tail p-value of the span against the baseline."""
+    if st["phase"] == "warmup":
+        if not _warm(rule, st, x, n):
+            return None
+        p0 = max(st["wx"] / st["wn"], rule.baseline_floor)
+        rho = 0.0
+        if rule.test == "betabinomial" and len(st["hist"]) >= 3:
+            h = np.asarray(st["hist"], dtype=float)
+            rho = float(window_test.estimate_rho(h[:, 0], h[:, 1]))
+        st.update(phase="armed", p0=p0, rho=rho, hist=[])
+        return None
+    xs, ns = _span(rule, st, x, n)
+    if ns < max(1, rule.min_volume):
+        return None
+    if rule.test == "betabinomial" and st["rho"] > 0:
+        p = float(window_test.betabinom_pvalue(xs, ns, st["p0"], st["rho"]))
+    else:
+        p = float(window_test.binomial_pvalue(xs, ns, st["p0"]))
+    return Finding(rule, sid, w, xs, ns, p_value=p, baseline=st["p0"], threshold=rule.q,
+                   extra={"rho": st["rho"], "min_effect": rule.min_effect})
+
+
+def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
+    """Fire when the one-sided lower confidence bound of the span's rate exceeds the policy rate."""
+    xs, ns = _span(rule, st, x, n)
+    if ns < max(1, rule.min_volume):
+        return None
+    if rule.method == "wilson":
+        lower = float(policy.wilson_lower(xs, ns, rule.alpha))
+    else:
+        lower = float(policy.clopper_pearson_lower(xs, ns, rule.alpha))
+    fire = lower > rule.rate
+    return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and xs / ns < rule.rate),
+                   statistic=lower, baseline=None, threshold=rule.rate, extra={"lower_bound": lower})
+
+
+def _volume_expected(rule: Rule, st: dict, w: float) -> float:
+    if rule.seasonal and "season" in st:
+        return float(volume.SeasonalBaseline.from_dict(st["season"]).expected(w))
+    return st["mean"]
+
+
+def _volume_learn(rule: Rule, st: dict, w: float, count: int, window: float) -> None:
+    if st["ww"] < max(rule.warmup_windows, 1):  # Welford while warming up, EWMA after
+        st["ww"] += 1
+        d = count - st["mean"]
+        st["mean"] += d / st["ww"]
+        st["m2"] += d * (count - st["mean"])
+        st["var"] = st["m2"] / max(st["ww"] - 1, 1)
+    else:
+        lam = rule.ewma
+        d = count - st["mean"]
+        st["mean"] += lam * d
+        st["var"] = (1 - lam) * (st["var"] + lam * d * d)
+    if rule.seasonal:
+        season = volume.SeasonalBaseline.from_dict(st["season"]) if "season" in st \
+            else volume.SeasonalBaseline(window)
+        season.update(w, count)
+        st["season"] = season.to_dict()
+
+
+def _dispersion(st: dict) -> float:
+    mean, var = st["mean"], st["var"]
+    return mean * mean / (var - mean) if var > mean > 0 else math.inf
+
+
+def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: float) -> Finding | None:
+    """Volume surge (negative-binomial upper tail) or silence (P(zero) under the baseline)."""
+    st.setdefault("mean", 0.0)
+    st.setdefault("m2", 0.0)
+    st.setdefault("var", 0.0)
+    if st["phase"] == "warmup":
+        _volume_learn(rule, st, w, count, window)
+        if st["ww"] >= max(rule.warmup_windows, 1):
+            st["phase"] = "armed"
+        return None
+    if rule.span_windows > 1:
+        count, _ = _span(rule, st, count, count)
+    expected = _volume_expected(rule, st, w) * rule.span_windows
+    disp = _dispersion(st)
+    if rule.test == "surge":
+        p = float(volume.negbin_surge_pvalue(count, max(expected, 1e-9), disp))
+        fire = (count >= max(rule.min_volume, 1) and count >= rule.factor * expected
+                and p < rule.alpha and expected >= rule.min_expected)
+        calm = not fire and count < rule.factor * expected
+    else:
+        p = float(volume.silence_probability(expected, disp))
+        fire = count == 0 and expected >= rule.min_expected and p < rule.alpha
+        calm = count > 0
+    if not fire and not st["firing"]:
+        _volume_learn(rule, st, w, count / max(rule.span_windows, 1), window)
+    return Finding(rule, sid, w, count, count, fire=fire, calm=calm, p_value=p, statistic=float(count),
+                   baseline=expected, threshold=rule.alpha, expected=expected, extra={"dispersion": disp})
+
+
+def decide_round(findings: list[Finding]) -> None:
+    """Benjamini-Hochberg across all scopes one window-test rule evaluated in one round."""
+    if not findings:
+        return
+    q = findings[0].rule.q
+    reject = window_test.benjamini_hochberg(np.array([f.p_value for f in findings]), q)
+    for f, r in zip(findings, reject):
+        big_enough = f.n > 0 and f.x / f.n >= f.rule.min_effect * f.baseline
+        f.fire = bool(r) and big_enough
+        f.calm = not f.fire

@@ -1,0 +1,242 @@
+"""The detection engine: window counts in, firing/resolved alerts out, in event time.
+
+The engine is a deterministic function of the events it has seen. It keeps, per scope,
+the counters of the windows still open and one small state dict per rule; a window
+closes when the watermark (newest event time minus the allowed lateness) passes its
+end, and only then are the rules evaluated. Late events for a closed window are counted
+and dropped. Replay and the streaming pipeline both drive this class (the pipeline
+through :meth:`apply_delta` and :meth:`advance`), so they emit the same alerts.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Mapping, MutableMapping, Sequence
+
+import numpy as np
+
+from . import detectors
+from .alert import alert_id, build_alert, dedup_key
+from .counts import N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate
+from .mailbox import register_domains
+from .rates import METRICS
+from .rules import Rule, RuleSet
+
+_EVALUATORS = {
+    "cusum": detectors.eval_cusum,
+    "binomial": detectors.eval_window,
+    "betabinomial": detectors.eval_window,
+    "policy": detectors.eval_policy,
+}
+
+
+def wkey(start: float) -> str:
+    """Text key of a window start (JSON object keys must be strings)."""
+    return repr(float(start))
+
+
+class Engine:
+    """Evaluates a :class:`RuleSet` over canonical events.
+
+    ``states`` may be any mutable mapping of scope id -> scope state dict (a Faust table
+    in the pipeline); values are re-assigned after every change so such tables see the
+    write. ``meta`` holds the clock (watermark, closed windows).
+    """
+
+    def __init__(self, ruleset: RuleSet, states: MutableMapping[str, dict] | None = None,
+                 meta: MutableMapping[str, float] | None = None):
+        self.ruleset = ruleset
+        self.window = ruleset.settings.window
+        self.lateness = ruleset.settings.allowed_lateness
+        self.ttl = ruleset.settings.scope_ttl
+        self.states: MutableMapping[str, dict] = {} if states is None else states
+        self.meta: MutableMapping[str, float] = {} if meta is None else meta
+        self.vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
+        self.scope_defs = ruleset.scopes()
+        self.rules_by_scope: dict[tuple[str, ...], list[Rule]] = defaultdict(list)
+        for rule in ruleset.rules:
+            self.rules_by_scope[rule.scope].append(rule)
+        self.late_events = 0
+        for provider, domains in ruleset.mailbox_providers.items():
+            register_domains(provider, domains)
+
+    # --- input -------------------------------------------------------------------
+    @property
+    def closed_until(self) -> float | None:
+        """Windows starting before this are closed (None before the first close)."""
+        return self.meta.get("closed_until")
+
+    def process(self, events: Sequence[Mapping]) -> list[dict]:
+        """Count a list of validated canonical events and return the alerts they cause."""
+        if not events:
+            return []
+        return self.process_batch(EventBatch.from_events(events, self.vocab))
+
+    def process_batch(self, batch: EventBatch) -> list[dict]:
+        if len(batch) == 0:
+            return []
+        for delta in aggregate(batch, self.scope_defs, self.window).values():
+            self.apply_delta(delta)
+        return self.advance(float(batch.timestamp.max()))
+
+    def apply_delta(self, delta: ScopeDelta) -> int:
+        """Add one scope's window counts; return how many (scope-)events were too late."""
+        closed = self.closed_until
+        st = self.states.get(delta.scope_id)
+        if st is None:
+            st = {"scope": delta.scope, "windows": {}, "reasons": {}, "rules": {}, "first": None, "last_seen": None}
+        late = 0
+        for start, counts in delta.windows.items():
+            if closed is not None and start < closed:
+                late += int(counts[:9].sum())
+                continue
+            key = wkey(start)
+            prev = st["windows"].get(key)
+            st["windows"][key] = (np.add(prev, counts) if prev is not None else np.asarray(counts)).tolist()
+            st["first"] = start if st["first"] is None else min(st["first"], start)
+            st["last_seen"] = start if st["last_seen"] is None else max(st["last_seen"], start)
+            first_open = self.meta.get("first_open")
+            if first_open is None or start < first_open:
+                self.meta["first_open"] = start
+        for start, reasons in delta.reasons.items():
+            if closed is not None and start < closed:
+                continue
+            bucket = st["reasons"].setdefault(wkey(start), {})
+            for k, v in reasons.items():
+                bucket[k] = bucket.get(k, 0) + v
+        self.states[delta.scope_id] = st
+        self.late_events += late
+        return late
+
+    # --- clock -------------------------------------------------------------------
+    def advance(self, newest_event_time: float) -> list[dict]:
+        """Move the watermark to ``newest_event_time - lateness`` and close due windows."""
+        newest = max(newest_event_time, self.meta.get("newest", -math.inf))
+        self.meta["newest"] = newest
+        return self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
+
+    def flush(self) -> list[dict]:
+        """Close every open window (end of a replay): as if time moved far ahead."""
+        newest = self.meta.get("newest")
+        if newest is None:
+            return []
+        return self._close_until(math.floor(newest / self.window) * self.window + self.window)
+
+    def _close_until(self, until: float) -> list[dict]:
+        start = self.closed_until
+        if start is None:
+            start = self.meta.get("first_open")
+            if start is None:
+                return []
+        alerts: list[dict] = []
+        while start < until:
+            alerts.extend(self.close_window(start))
+            start += self.window
+            self.meta["closed_until"] = start
+        return alerts
+
+    # --- evaluation ----------------------------------------------------------------
+    def close_window(self, start: float) -> list[dict]:
+        """Evaluate every rule on every known scope for the window starting at ``start``."""
+        key = wkey(start)
+        alerts: list[tuple[int, str, dict]] = []
+        rounds: dict[str, list[tuple[detectors.Finding, str, dict]]] = defaultdict(list)
+        zeros = [0] * N_COUNTERS
+        expired = []
+        for sid in list(self.states):
+            st = self.states[sid]
+            if st["first"] is None or start < st["first"]:
+                continue
+            counts = np.asarray(st["windows"].pop(key, zeros))
+            reasons = st["reasons"].pop(key, {})
+            fields = tuple(st["scope"])
+            for rule in self.rules_by_scope.get(fields, ()):
+                rst = st["rules"].get(rule.name) or detectors.new_state()
+                st["rules"][rule.name] = rst
+                metric = METRICS[rule.metric]
+                x, n = metric.pair(counts)
+                if rule.test in ("surge", "silence"):
+                    finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
+                else:
+                    finding = _EVALUATORS[rule.test](rule, rst, sid, start, x, n)
+                if finding is None:
+                    continue
+                if finding.fire is None:
+                    rounds[rule.name].append((finding, sid, reasons))
+                    continue
+                alert = self._transition(rule, rst, st, finding, reasons)
+                if alert:
+                    alerts.append((self._rule_order(rule), sid, alert))
+            if (st["last_seen"] is not None and start - st["last_seen"] > self.ttl
+                    and not any(r.get("firing") for r in st["rules"].values())):
+                expired.append(sid)
+            else:
+                self.states[sid] = st
+        for name, items in rounds.items():
+            detectors.decide_round([f for f, _, _ in items])
+            for finding, sid, reasons in items:
+                st = self.states[sid]
+                rule = finding.rule
+                alert = self._transition(rule, st["rules"][rule.name], st, finding, reasons)
+                self.states[sid] = st
+                if alert:
+                    alerts.append((self._rule_order(rule), sid, alert))
+        for sid in expired:
+            del self.states[sid]
+        alerts.sort(key=lambda t: (t[0], t[1]))
+        return [a for _, _, a in alerts]
+
+    def _rule_order(self, rule: Rule) -> int:
+        return self.ruleset.rules.index(rule)
+
+    def _transition(self, rule: Rule, rst: dict, st: dict, f: detectors.Finding, reasons: Mapping) -> dict | None:
+        """Apply one finding to the rule's firing state: one firing and one resolved per incident."""
+        scope = st["scope"]
+        window = (f.window_start, f.window_start + self.window)
+        affected = int(f.extra.get("incident_events", f.x)) if not METRICS[rule.metric].is_volume else 0
+        common = dict(rule=rule, scope=scope, window=window, x=f.x, n=f.n, baseline=f.baseline,
+                      threshold=f.threshold, p_value=f.p_value, statistic=f.statistic, reasons=reasons,
+                      affected=affected, extra=f.extra)
+        if f.fire:
+            rst["quiet"] = 0
+            if rst["firing"]:
+                return None
+            key = dedup_key(rule, scope)
+            rst.update(firing=True, fired_at=window[1], alert_id=alert_id(key, f.window_start))
+            return build_alert(status="firing", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
+        if not rst["firing"]:
+            return None
+        if not f.calm:
+            rst["quiet"] = 0
+            return None
+        rst["quiet"] += 1
+        if rst["quiet"] < rule.resolve_windows:
+            return None
+        alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
+        rst.update(firing=False, quiet=0, alert_id=None, fired_at=None)
+        return alert
+
+    # --- introspection ----------------------------------------------------------------
+    def firing(self) -> list[str]:
+        """Dedup keys of alerts currently firing."""
+        out = []
+        for st in self.states.values():
+            for name, rst in st["rules"].items():
+                if rst.get("firing"):
+                    rule = next(r for r in self.ruleset.rules if r.name == name)
+                    out.append(dedup_key(rule, st["scope"]))
+        return sorted(out)
+
+
+def replay(events: Iterable[Mapping], ruleset: RuleSet, batch_size: int = 50_000) -> Iterable[dict]:
+    """Run events (already in timestamp order) through a fresh engine, yielding alerts."""
+    engine = Engine(ruleset)
+    batch: list[Mapping] = []
+    for ev in events:
+        batch.append(ev)
+        if len(batch) >= batch_size:
+            yield from engine.process(batch)
+            batch = []
+    if batch:
+        yield from engine.process(batch)
+    yield from engine.flush()

@@ -1,0 +1,46 @@
+"""Deliverability metrics as (events, trials) pairs read off a window's counters.
+
+A rate is only meaningful with its denominator: 3 bounces out of 10 and 300 out of
+1,000 are the same 30% but very different evidence, so every test takes both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .counts import COUNTER_INDEX
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    numerator: tuple[str, ...]
+    denominator: tuple[str, ...]   # empty for a volume (count) metric
+    description: str
+
+    @property
+    def is_volume(self) -> bool:
+        return not self.denominator
+
+    def pair(self, counts: np.ndarray) -> tuple[int, int]:
+        """(x, n) of this metric for one window's counter vector."""
+        x = int(sum(counts[COUNTER_INDEX[c]] for c in self.numerator))
+        n = int(sum(counts[COUNTER_INDEX[c]] for c in self.denominator)) if self.denominator else x
+        return x, n
+
+
+_ATTEMPTS = ("delivered", "bounced")
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("bounce_rate", ("bounced",), _ATTEMPTS, "bounced / (delivered + bounced)"),
+    Metric("hard_bounce_rate", ("bounced_hard",), _ATTEMPTS, "hard bounces / (delivered + bounced)"),
+    Metric("block_rate", ("bounced_block",), _ATTEMPTS, "block bounces / (delivered + bounced)"),
+    Metric("soft_bounce_rate", ("bounced_soft",), _ATTEMPTS, "soft bounces / (delivered + bounced)"),
+    Metric("complaint_rate", ("complained",), ("delivered",), "complaints / delivered"),
+    Metric("deferral_rate", ("deferred",), ("delivered", "bounced", "deferred"),
+           "deferrals / (delivered + bounced + deferred)"),
+    Metric("drop_rate", ("dropped",), ("delivered", "bounced", "dropped"), "drops / (delivered + bounced + dropped)"),
+    Metric("unsubscribe_rate", ("unsubscribed",), ("delivered",), "unsubscribes / delivered"),
+    Metric("volume", ("accepted",), (), "messages accepted by the ESP per window (send volume)"),
+    Metric("delivery_volume", ("delivered", "bounced"), (), "delivery attempts per window"),
+)}
