@@ -246,7 +246,10 @@ def _parse_fields(ck: Checker, node, spec: dict[str, str], required: set[str], w
         value = conv(value_node, f"{what}.{name}")
         if value is not None:
             settings[name] = value
+    inline = {getattr(k, "value", None) for k, _ in node.value} if isinstance(node, MappingNode) else set()
     for name in required:
+        if name in inline and name in secret_inline:
+            continue  # already reported as an inline secret
         if name not in settings and name not in fields and f"{name}_env" not in fields and f"{name}_file" not in fields:
             hint = f" (as {name}_env or {name}_file)" if spec[name].startswith("secret") else ""
             ck.error(node, f"{what}: missing required {name}{hint}")

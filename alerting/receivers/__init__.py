@@ -1,0 +1,1 @@
+"""One module per on-call channel. Each exposes a ``Notifier`` subclass; :mod:`.registry` builds them from config."""
