@@ -1,0 +1,49 @@
+"""Campaign identity from a provider payload via a configurable list of field paths.
+
+A path is dotted (``msg.metadata.campaign``); a numeric segment indexes a list; a list
+value at the end yields its first non-empty element (SendGrid ``category``, SES tags).
+The first path that yields a value wins; otherwise the configured default (``(none)``).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+MAX_CAMPAIGN_CHARS = 200
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, (int, float)):
+        return None if value == 0 else str(value)  # Mailjet sends mj_campaign_id 0 = none
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _scalar(item) if not isinstance(item, (list, tuple, dict)) else None
+            if found:
+                return found
+    return None
+
+
+def lookup(obj: Any, path: str) -> Any:
+    for segment in path.split("."):
+        if isinstance(obj, Mapping):
+            obj = obj.get(segment)
+        elif isinstance(obj, list) and segment.isdigit():
+            idx = int(segment)
+            obj = obj[idx] if idx < len(obj) else None
+        else:
+            return None
+        if obj is None:
+            return None
+    return obj
+
+
+def resolve_campaign(raw: Any, paths: Iterable[str], default: str) -> str:
+    for path in paths:
+        value = _scalar(lookup(raw, path))
+        if value:
+            return value[:MAX_CAMPAIGN_CHARS]
+    return default

@@ -1,0 +1,158 @@
+"""Shared plumbing for the per-provider normalisers.
+
+Each provider module exposes ``NAME``, ``CONTENT_TYPES``, ``DEFAULT_CAMPAIGN_FIELDS``,
+``OUTAGE_STATUS``, ``normalize(body, content_type, config) -> ParseResult`` (lenient: bad
+events are collected, good ones kept) and ``parse(body, content_type, config)`` (strict:
+the first problem raises :class:`PayloadError`).
+
+Why lenient at the server: SendGrid and others resend the whole batch on any non-2xx,
+so one bad event in a batch of 1,000 must not block the other 999; it goes to the DLQ.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from detector.event import EventError, make_event
+
+from ..campaign import resolve_campaign
+from ..errors import PayloadError, UnsupportedMediaType
+from ..privacy import RecipientReducer, redact
+
+
+@dataclass
+class Rejected:
+    index: int
+    reason: str          # redacted, names the field
+    raw: Any             # the provider's raw event (DLQ only)
+
+
+@dataclass
+class ParseResult:
+    events: list[dict] = field(default_factory=list)
+    skipped: int = 0     # provider events without a canonical meaning
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def raise_first(self) -> None:
+        if self.rejected:
+            r = self.rejected[0]
+            raise PayloadError(f"event[{r.index}]: {r.reason}")
+
+
+class Skip(Exception):
+    """This provider event has no canonical meaning (e.g. SendGrid group_resubscribe)."""
+
+
+class Context:
+    """What a normaliser needs from the config, resolved once per request."""
+
+    def __init__(self, provider: str, config: Any, default_fields: Iterable[str]):
+        self.provider = provider
+        self.config = config
+        ps = config.provider(provider) if hasattr(config, "provider") else None
+        fields = ps.campaign_fields if ps is not None and ps.campaign_fields else None
+        self.campaign_fields = tuple(fields) if fields else tuple(default_fields)
+        self.default_campaign = getattr(config, "default_campaign", "(none)")
+        self.reducer = RecipientReducer(config.recipient_hash_key)
+
+    def campaign(self, raw: Any) -> str:
+        return resolve_campaign(raw, self.campaign_fields, self.default_campaign)
+
+    def event(self, *, raw_for_campaign: Any, recipient: Any, recipient_field: str, type: str,
+              timestamp: float, provider_id: str | None = None, bounce_class: str | None = None,
+              smtp_code: int | None = None, reason: Any = None, message_id: Any = None,
+              sending_domain: Any = None, ip_pool: Any = None, campaign: str | None = None) -> dict:
+        fields = self.reducer.reduce(recipient, recipient_field)
+        fields.update(
+            provider=self.provider, type=type, timestamp=timestamp,
+            bounce_class=bounce_class if type == "bounced" else None,
+            campaign=campaign or self.campaign(raw_for_campaign),
+            smtp_code=smtp_code if isinstance(smtp_code, int) and 200 <= smtp_code <= 599 else None,
+            reason=redact(reason)[:500] if isinstance(reason, str) and reason.strip() else None,
+            message_id=_scrub_exact(str(message_id), recipient)[:200] if message_id not in (None, "") else None,
+            sending_domain=_domain_of(sending_domain),
+            ip_pool=str(ip_pool)[:100] if ip_pool not in (None, "") else None,
+        )
+        fields["event_id"] = f"{self.provider}:{provider_id}" if provider_id else None
+        try:
+            return make_event(**fields)
+        except EventError as exc:  # our mapping produced something invalid: name the field
+            raise PayloadError(redact(str(exc))) from None
+
+
+def _scrub_exact(text: str, recipient: Any) -> str:
+    """Remove the recipient's own address from an id (Message-IDs look like addresses but
+    are not personal data, so they are kept unless they embed the recipient)."""
+    if isinstance(recipient, str) and "@" in recipient:
+        bare = recipient.strip().strip("<>").lower()
+        if bare and bare in text.lower():
+            return re.sub(re.escape(bare), "[redacted]", text, flags=re.IGNORECASE)
+    return text
+
+
+def _domain_of(value: Any) -> str | None:
+    """Sending domain from a domain or a sender address (sender, not recipient: not personal)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    value = value.strip()
+    if "<" in value and value.endswith(">"):
+        value = value[value.rindex("<") + 1:-1]
+    domain = value.rpartition("@")[2].strip().lower().rstrip(".")
+    return domain or None
+
+
+def check_content_type(content_type: str, allowed: Iterable[str]) -> None:
+    base = (content_type or "").split(";", 1)[0].strip().lower()
+    allowed = tuple(allowed)
+    if base not in allowed:
+        raise UnsupportedMediaType(
+            f"content type {base or '(none)'!r} not accepted (expected {' or '.join(allowed)})")
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise PayloadError("body is not UTF-8 text") from None
+    except ValueError as exc:
+        raise PayloadError(f"body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def as_list(doc: Any, what: str) -> list:
+    """One object or an array of objects -> list."""
+    if isinstance(doc, dict):
+        return [doc]
+    if isinstance(doc, list):
+        return doc
+    raise PayloadError(f"body must be a JSON {what} (object or array), got {type(doc).__name__}")
+
+
+def run_each(items: Iterable[Any], one: Callable[[Any], list[dict]]) -> ParseResult:
+    """Apply ``one`` to each raw provider event, collecting skips and rejections."""
+    result = ParseResult()
+    for index, raw in enumerate(items):
+        try:
+            if not isinstance(raw, dict):
+                raise PayloadError(f"must be a JSON object, got {type(raw).__name__}")
+            result.events.extend(one(raw))
+        except Skip:
+            result.skipped += 1
+        except PayloadError as exc:
+            result.rejected.append(Rejected(index, redact(str(exc)), raw))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            # Unexpected shape deep inside a provider event: name the exception, not the data.
+            result.rejected.append(Rejected(index, f"unexpected structure ({type(exc).__name__})", raw))
+    return result
+
+
+def get_str(raw: dict, key: str) -> str | None:
+    value = raw.get(key)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def strict(result: ParseResult) -> list[dict]:
+    """The strict ``parse`` contract: any rejected event raises."""
+    result.raise_first()
+    return result.events
