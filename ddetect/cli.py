@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: (subcommand, module, function(argv) -> int, help)
-_EXTERNAL: list[tuple[str, str, str, str]] = []
+_EXTERNAL: list[tuple[str, str, str, str]] = [
+    ("worker", "streams.worker", "main_worker", "run a detection worker (Faust agents on Kafka)"),
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
