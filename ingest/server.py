@@ -72,8 +72,8 @@ class _State:
                             name, self.auth[name].problem)
 
 
-def _json(status: int, **payload) -> web.Response:
-    return web.json_response(payload, status=status)
+def _json(http_status: int, /, **payload) -> web.Response:
+    return web.json_response(payload, status=http_status)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
