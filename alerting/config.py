@@ -181,7 +181,7 @@ def _parse_receivers(ck: Checker, item, root) -> dict[str, tuple[Receiver, Any]]
                                                         settings))
         esc_to = ck.string(fields["escalate_to"][1], "escalate_to") if "escalate_to" in fields else None
         esc_after = ck.duration(fields["escalate_after"][1], "escalate_after") if "escalate_after" in fields else None
-        if (esc_to is None) != (esc_after is None) and not ck.errors:
+        if ('escalate_to' in fields) != ('escalate_after' in fields):
             ck.error(node, f"receiver {name!r}: escalate_to and escalate_after go together")
         out[name] = (Receiver(name, tuple(integrations), esc_to, esc_after), fields.get("escalate_to"))
     for name, (rec, esc_node) in out.items():
@@ -296,6 +296,9 @@ def _parse_route(ck: Checker, node, parent: dict, receivers: dict, is_root: bool
         if target is not None and target not in receivers:
             ck.error(fields["escalate_to"][1], f"escalate_to names unknown receiver {target!r}")
         eff["escalate_to"] = target
+    if ("escalate_to" in fields or "escalate_after" in fields) and (eff["escalate_to"] is None) != (
+            eff["escalate_after"] is None):
+        ck.error(node, "route: escalate_to and escalate_after go together (set both, here or on a parent route)")
     eff["receiver"] = receiver
     children = []
     if "routes" in fields:
