@@ -25,7 +25,15 @@ log = logging.getLogger("ddetect.ingest.producer")
 
 
 class BrokerUnavailable(Exception):
-    """The broker did not acknowledge in time (message names no payload data)."""
+    """The broker did not acknowledge in time (message names no payload data).
+
+    ``pending`` holds (index, future) for sends still queued in the client: they may
+    complete later, and the server then marks those events as seen so the ESP's retry
+    does not produce them twice."""
+
+    def __init__(self, message: str, pending: list | None = None):
+        super().__init__(message)
+        self.pending = pending or []
 
 
 class EventProducer(Protocol):
@@ -107,14 +115,18 @@ class KafkaEventProducer:
             raise BrokerUnavailable("producer not connected")
         started = time.perf_counter()
 
+        futures: list = []
+
         async def all_acked():
-            futures = [await self._producer.send(topic, value=value, key=key) for key, value in items]
+            for key, value in items:
+                futures.append(await self._producer.send(topic, value=value, key=key))
             await asyncio.gather(*futures)
 
         try:
             await asyncio.wait_for(all_acked(), self.timeout)
         except asyncio.TimeoutError:
-            raise BrokerUnavailable(f"no acknowledgement within {self.timeout:g} s") from None
+            pending = [(i, f) for i, f in enumerate(futures) if not f.done()]
+            raise BrokerUnavailable(f"no acknowledgement within {self.timeout:g} s", pending) from None
         except Exception as exc:  # KafkaError and friends
             raise BrokerUnavailable(type(exc).__name__) from None
         if self.metrics is not None:

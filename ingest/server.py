@@ -86,6 +86,15 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _mark_when_acked(dedup: ExpiringSet, event_id: str):
+    """A send that timed out may still be delivered once the broker is back; if so, the
+    ESP's retry must not produce it again."""
+    def callback(future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            dedup.add(event_id)
+    return callback
+
+
 async def _dead_letter(state: _State, provider: str, record: dict) -> None:
     await state.producer.send_dead_letter(record)
     state.metrics.dead_letters.labels("ingest").inc()
@@ -169,6 +178,8 @@ async def _process(state: _State, request: web.Request, provider: str) -> web.Re
         try:
             await state.producer.send_events(fresh)
         except BrokerUnavailable as exc:
+            for index, future in exc.pending:
+                future.add_done_callback(_mark_when_acked(state.dedup, fresh[index]["event_id"]))
             return retry_later(f"events produce failed: {exc}")
         for ev in fresh:
             state.dedup.add(ev["event_id"])
