@@ -1,0 +1,85 @@
+"""Volume tests against scipy.stats.poisson / nbinom, silence, dispersion and the hour-of-week baseline."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detector.volume import (
+    SeasonalBaseline,
+    estimate_dispersion,
+    hour_of_week,
+    negbin_surge_pvalue,
+    poisson_surge_pvalue,
+    silence_probability,
+)
+
+
+def test_poisson_surge_matches_scipy():
+    c = np.array([0, 5, 20, 35, 60])
+    np.testing.assert_allclose(poisson_surge_pvalue(c, 20.0)[1:], stats.poisson.sf(c[1:] - 1, 20.0))
+    assert poisson_surge_pvalue(0, 20.0) == 1.0
+    assert poisson_surge_pvalue(1, 0.0) == 0.0
+    assert poisson_surge_pvalue(0, 0.0) == 1.0
+    with pytest.raises(ValueError):
+        poisson_surge_pvalue(-1, 3.0)
+
+
+def test_negbin_surge_matches_scipy_and_poisson_limit():
+    mean, k = 20.0, 4.0
+    c = np.array([1, 20, 40, 80])
+    expected = stats.nbinom.sf(c - 1, k, k / (k + mean))
+    np.testing.assert_allclose(negbin_surge_pvalue(c, mean, k), expected)
+    # var = mean + mean^2/k
+    assert stats.nbinom.var(k, k / (k + mean)) == pytest.approx(mean + mean**2 / k)
+    assert negbin_surge_pvalue(40, mean, math.inf) == pytest.approx(poisson_surge_pvalue(40, mean))
+    assert negbin_surge_pvalue(40, mean, 1e9) == pytest.approx(poisson_surge_pvalue(40, mean), rel=1e-5)
+    assert negbin_surge_pvalue(40, mean, k) > poisson_surge_pvalue(40, mean)  # overdispersion: less surprising
+    with pytest.raises(ValueError):
+        negbin_surge_pvalue(3, 2.0, 0.0)
+
+
+def test_silence_probability():
+    assert silence_probability(20.0) == pytest.approx(math.exp(-20))
+    assert silence_probability(20.0) == pytest.approx(stats.poisson.pmf(0, 20.0))
+    assert silence_probability(20.0, 4.0) == pytest.approx(stats.nbinom.pmf(0, 4.0, 4.0 / 24.0))
+    assert silence_probability(0.0) == 1.0
+    np.testing.assert_allclose(silence_probability(np.array([1.0, 20.0]), np.array([math.inf, 4.0])),
+                               [math.exp(-1), (4 / 24) ** 4])
+
+
+def test_estimate_dispersion_recovers_k():
+    rng = np.random.default_rng(5)
+    k, mean = 3.0, 50.0
+    counts = rng.negative_binomial(k, k / (k + mean), size=20000)
+    assert estimate_dispersion(counts) == pytest.approx(k, rel=0.1)
+    assert estimate_dispersion(rng.poisson(50.0, size=5000)) > 50  # (almost) no overdispersion
+    assert estimate_dispersion([5, 5, 5, 5]) == math.inf
+    assert estimate_dispersion([3]) == math.inf
+
+
+def test_hour_of_week_slots():
+    assert hour_of_week(0.0) == 3 * 24  # 1970-01-01 00:00 UTC was a Thursday
+    monday = 1_704_067_200  # 2024-01-01 00:00 UTC, a Monday
+    assert hour_of_week(monday) == 0
+    assert hour_of_week(monday + 3600 * 25 + 59) == 25
+    assert hour_of_week(monday + 7 * 86400 - 1) == 167
+
+
+def test_seasonal_baseline_fallback_and_roundtrip():
+    monday = 1_704_067_200
+    base = SeasonalBaseline(window_seconds=600)
+    assert math.isnan(base.expected(monday))
+    base.update(monday, 10)  # Monday 00:00 slot
+    base.update(monday + 600, 20)
+    assert base.expected(monday + 1200) == pytest.approx(15.0)
+    assert base.expected(monday + 3 * 3600) == pytest.approx(15.0)  # empty slot: overall mean
+    base.update(monday + 3 * 3600, 300)
+    assert base.expected(monday + 3 * 3600 + 7 * 86400) == pytest.approx(300.0)  # same slot next week
+    clone = SeasonalBaseline.from_dict(base.to_dict())
+    assert clone.expected(monday + 3 * 3600) == 300.0 and clone.n_windows == 3
+    with pytest.raises(ValueError):
+        base.update(monday, -1)
+    with pytest.raises(ValueError):
+        SeasonalBaseline(window_seconds=7200)
