@@ -82,7 +82,29 @@ def build_parser() -> argparse.ArgumentParser:
 #: (subcommand, module, function(argv) -> int, help)
 _EXTERNAL: list[tuple[str, str, str, str]] = [
     ("worker", "streams.worker", "main_worker", "run a detection worker (Faust agents on Kafka)"),
+    ("route", "ddetect.cli", "main_route", "routing tools: `route test label=value ...` prints receivers"),
+    ("ack", "alerting.ack_cli", "main_ack", "acknowledge an alert (stops escalation): ack DEDUP_KEY --router URL"),
+    ("router", "ddetect.cli", "main_router", "run the alert router (alert topic -> on-call receivers)"),
 ]
+
+
+def main_route(argv: Sequence[str]) -> int:
+    if not argv or argv[0] != "test":
+        print("usage: ddetect route test [--config PATH] [--verify.receivers=a,b] label=value ...", file=sys.stderr)
+        return 2
+    from alerting.route_test import main_route_test
+
+    return main_route_test(list(argv[1:]))
+
+
+def main_router(argv: Sequence[str]) -> int:
+    from alerting.service import RouterSettings, run_router
+
+    if argv and argv[0] in ("-h", "--help"):
+        print("ddetect router: configured by KAFKA_BOOTSTRAP_SERVERS and DDETECT_ROUTER_* variables "
+              "(TOPIC, DLQ_TOPIC, GROUP_ID, ROUTING_PATH, DATA_DIR, HTTP_HOST, HTTP_PORT)")
+        return 0
+    return run_router(RouterSettings.from_env())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,6 +101,37 @@ def reason_key(smtp_code: int | None, reason: str | None) -> str:
     return f"{smtp_code if smtp_code is not None else ''}|{reason or ''}"
 
 
+_DENSE_LIMIT = 1 << 22
+
+
+def _factorize(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique codes and each row's index into them.
+
+    When the code space is small (the usual case: campaigns x providers), a dense
+    lookup table does it in linear time; np.unique's sort is the fallback.
+    """
+    if space <= _DENSE_LIMIT:
+        seen = np.zeros(space, dtype=bool)
+        seen[codes] = True
+        uniq = np.flatnonzero(seen)
+        lookup = np.empty(space, dtype=np.int64)
+        lookup[uniq] = np.arange(uniq.size)
+        return uniq, lookup[codes]
+    uniq, inverse = np.unique(codes, return_inverse=True)
+    return uniq, inverse.astype(np.int64)
+
+
+def _decode(uniq: np.ndarray, radix: list[int], vocabs: list[list[str]]) -> list[list[str]]:
+    """Field values of each combined (mixed-radix) scope code."""
+    parts = []
+    rest = uniq.copy()
+    for r in reversed(radix):
+        rest, digit = np.divmod(rest, r)
+        parts.append(digit)
+    parts.reverse()
+    return [[vocabs[i][int(parts[i][u])] for i in range(len(radix))] for u in range(uniq.size)]
+
+
 def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float) -> dict[str, ScopeDelta]:
     """Count a batch per (scope, window) for every scope definition, vectorised.
 
@@ -121,14 +152,15 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float)
         valid = np.ones(len(batch), dtype=bool)
         for c in cols:
             valid &= c >= 0
+        radix = [len(batch.vocab[f].values) + 1 for f in fields]
         combined = np.zeros(len(batch), dtype=np.int64)
-        for f, c in zip(fields, cols):
-            combined = combined * (len(batch.vocab[f].values) + 1) + c
+        for r, c in zip(radix, cols):
+            combined = combined * r + c
         rows = np.flatnonzero(valid)
         if rows.size == 0:
             continue
-        uniq, inverse = np.unique(combined[rows], return_inverse=True)
-        group = (inverse.astype(np.int64) * n_windows + (win_idx[rows] - w0))
+        uniq, inverse = _factorize(combined[rows], int(np.prod(radix, dtype=np.float64)))
+        group = (inverse * n_windows + (win_idx[rows] - w0))
         n_groups = uniq.size * n_windows
         counts = np.bincount(group * N_COUNTERS + slot[rows], minlength=n_groups * N_COUNTERS)
         counts = counts.reshape(uniq.size, n_windows, N_COUNTERS)
@@ -140,12 +172,10 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float)
                 extra = np.bincount(gb * N_COUNTERS + _BOUNCE_OFFSET + batch.bounce_code[valid_b],
                                     minlength=n_groups * N_COUNTERS)
                 counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
-        # First row of each unique combination gives the scope's values.
-        first = rows[np.unique(inverse, return_index=True)[1]]
         present = counts.sum(axis=2) > 0
+        scope_values = _decode(uniq, radix, [batch.vocab[f].values for f in fields])
         for u in range(uniq.size):
-            r = first[u]
-            values = [batch.vocab[f].values[batch.fields[f][r]] for f in fields]
+            values = scope_values[u]
             sid = scope_id(fields, values)
             wins = {float((w0 + w) * window): counts[u, w].copy() for w in np.flatnonzero(present[u])}
             out[sid] = ScopeDelta(sid, dict(zip(fields, values)), wins, {})

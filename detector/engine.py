@@ -80,7 +80,11 @@ class Engine:
         return self.advance(float(batch.timestamp.max()))
 
     def apply_delta(self, delta: ScopeDelta) -> int:
-        """Add one scope's window counts; return how many (scope-)events were too late."""
+        """Add one scope's window counts; return how many events were too late.
+
+        Lateness is counted on the first scope definition only, so an event that is
+        late in every scope it belongs to counts once.
+        """
         closed = self.closed_until
         st = self.states.get(delta.scope_id)
         if st is None:
@@ -105,6 +109,8 @@ class Engine:
             for k, v in reasons.items():
                 bucket[k] = bucket.get(k, 0) + v
         self.states[delta.scope_id] = st
+        if tuple(delta.scope) != self.scope_defs[0]:
+            late = 0
         self.late_events += late
         return late
 
