@@ -98,7 +98,7 @@ def silent_stop(world: World, rng: np.random.Generator, *, span=(0.5, None),
 
 def runaway(world: World, rng: np.random.Generator, *, span=(0.5, 0.6), campaign: str = "welcome-series",
             factor: float = 10.0) -> list[LabelSpec]:
-    """An automated flow loops and sends ``factor`` times its usual volume."""
+    """An automated flow loops and sends several times (default 10x) its usual volume."""
     start, end = _at(world, span[0]), _at(world, span[1])
     world.campaign(campaign).volume_changes.append(VolumeChange(start, end, factor))
     return [LabelSpec("runaway", "surge", start, end, {"campaign": campaign}, "volume", "volume_surge")]
@@ -121,8 +121,10 @@ def clean(world: World, rng: np.random.Generator) -> list[LabelSpec]:
 
 
 def demo(world: World, rng: np.random.Generator) -> list[LabelSpec]:
-    """Several incidents that start and resolve inside a short period (made for 2-5 h at a
-    speed-up): warm-up first, then a Gmail block, a runaway flow, an old list, a silent flow."""
+    """Five incidents that start and resolve within a short period (made for 2-5 h at a speed-up).
+
+    Warm-up first, then a wrong-segment send, a Gmail block, a runaway flow, an old list
+    and a silent flow, overlapping in different scopes."""
     return (provider_block(world, rng, span=(0.35, 0.6), rate=0.4)
             + runaway(world, rng, span=(0.42, 0.52), factor=8.0)
             + old_list(world, rng, at=0.55, rate=0.1)
@@ -144,7 +146,8 @@ SCENARIOS: dict[str, Scenario] = {
 
 def describe() -> dict[str, str]:
     """Scenario name -> first line of its docstring (for ``--list``)."""
-    return {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in SCENARIOS.items()}
+    return {name: " ".join((fn.__doc__ or "").strip().split("\n\n")[0].split()).split(": warm-up")[0]
+            for name, fn in SCENARIOS.items()}
 
 
 # ----------------------------------------------------------------------------- labels

@@ -100,8 +100,10 @@ def _arrival_times(rng: np.random.Generator, world: World, camp) -> tuple[np.nda
             parts.append(times)
             n += len(times)
         return (np.concatenate(parts) if parts else np.empty(0)), slices
-    edges = np.arange(world.start, world.end, MINUTE)
-    widths = np.minimum(MINUTE, world.end - edges)
+    # Minute bins, split at every volume change so a stop or surge starts exactly on time.
+    cuts = [t for ch in camp.volume_changes for t in (ch.start, ch.end) if world.start < t < world.end]
+    edges = np.unique(np.concatenate([np.arange(world.start, world.end, MINUTE), cuts]))
+    widths = np.diff(np.append(edges, world.end))
     mid = edges + widths / 2
     lam = camp.hourly / HOUR * widths * diurnal(mid) * camp.volume_factor(mid)
     counts = rng.poisson(lam)
