@@ -84,11 +84,11 @@ class EventBatch:
 
 @dataclass
 class ScopeDelta:
-    """What one batch added to one scope: counts per window start and top reasons."""
+    """What one batch added to one scope: counter lists per window start, and reasons."""
 
     scope_id: str
     scope: dict[str, str]
-    windows: dict[float, np.ndarray]
+    windows: dict[float, list[int]]
     reasons: dict[float, dict[str, int]]
 
 
@@ -172,12 +172,15 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float)
                 extra = np.bincount(gb * N_COUNTERS + _BOUNCE_OFFSET + batch.bounce_code[valid_b],
                                     minlength=n_groups * N_COUNTERS)
                 counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
-        present = counts.sum(axis=2) > 0
+        present = (counts.sum(axis=2) > 0).tolist()
+        counts_list = counts.tolist()
+        starts = [float((w0 + w) * window) for w in range(n_windows)]
         scope_values = _decode(uniq, radix, [batch.vocab[f].values for f in fields])
         for u in range(uniq.size):
             values = scope_values[u]
             sid = scope_id(fields, values)
-            wins = {float((w0 + w) * window): counts[u, w].copy() for w in np.flatnonzero(present[u])}
+            row, has = counts_list[u], present[u]
+            wins = {starts[w]: row[w] for w in range(n_windows) if has[w]}
             out[sid] = ScopeDelta(sid, dict(zip(fields, values)), wins, {})
         if batch.reasons:
             for r, code, reason in batch.reasons:

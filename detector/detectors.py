@@ -134,7 +134,9 @@ def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
 
 def _volume_expected(rule: Rule, st: dict, w: float) -> float:
     if rule.seasonal and "season" in st:
-        return float(volume.SeasonalBaseline.from_dict(st["season"]).expected(w))
+        seasonal = float(volume.SeasonalBaseline.from_dict(st["season"]).expected(w))
+        if math.isfinite(seasonal):  # NaN until the hour-of-week slot has data
+            return seasonal
     return st["mean"]
 
 

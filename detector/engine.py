@@ -17,6 +17,7 @@ import numpy as np
 
 from . import detectors
 from .alert import alert_id, build_alert, dedup_key
+from .event import EVENT_TYPES
 from .counts import N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate
 from .mailbox import register_domains
 from .rates import METRICS
@@ -90,18 +91,20 @@ class Engine:
         if st is None:
             st = {"scope": delta.scope, "windows": {}, "reasons": {}, "rules": {}, "first": None, "last_seen": None}
         late = 0
+        first_open = self.meta.get("first_open")
         for start, counts in delta.windows.items():
             if closed is not None and start < closed:
-                late += int(counts[:9].sum())
+                late += sum(counts[:len(EVENT_TYPES)])
                 continue
             key = wkey(start)
             prev = st["windows"].get(key)
-            st["windows"][key] = (np.add(prev, counts) if prev is not None else np.asarray(counts)).tolist()
-            st["first"] = start if st["first"] is None else min(st["first"], start)
-            st["last_seen"] = start if st["last_seen"] is None else max(st["last_seen"], start)
-            first_open = self.meta.get("first_open")
+            st["windows"][key] = [a + b for a, b in zip(prev, counts)] if prev is not None else list(counts)
+            if st["first"] is None or start < st["first"]:
+                st["first"] = start
+            if st["last_seen"] is None or start > st["last_seen"]:
+                st["last_seen"] = start
             if first_open is None or start < first_open:
-                self.meta["first_open"] = start
+                first_open = self.meta["first_open"] = start
         for start, reasons in delta.reasons.items():
             if closed is not None and start < closed:
                 continue

@@ -11,8 +11,6 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 from detector.counts import ScopeDelta
 from detector.event import EventError, validate_event
 
@@ -50,11 +48,11 @@ def dead_letter(value: Any, reason: str, source: str) -> bytes:
 
 def delta_to_json(d: ScopeDelta) -> dict:
     return {"id": d.scope_id, "scope": d.scope,
-            "w": {repr(k): v.tolist() for k, v in d.windows.items()},
+            "w": {repr(k): list(v) for k, v in d.windows.items()},
             "r": {repr(k): v for k, v in d.reasons.items()}}
 
 
 def delta_from_json(obj: dict) -> ScopeDelta:
     return ScopeDelta(obj["id"], obj["scope"],
-                      {float(k): np.asarray(v, dtype=np.int64) for k, v in obj["w"].items()},
+                      {float(k): v for k, v in obj["w"].items()},
                       {float(k): v for k, v in obj["r"].items()})
