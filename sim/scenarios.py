@@ -57,7 +57,7 @@ def provider_block(world: World, rng: np.random.Generator, *, span=(0.5, 0.75), 
     start, end = _at(world, span[0]), _at(world, span[1])
     scope = {"sending_domain": sending_domain, "mailbox_provider": provider}
     world.effects.append(RateEffect("block", scope, start, end, rate, "step", throttle))
-    return [LabelSpec("provider-block", "step", start, end, scope, "block_rate", "block_rate")]
+    return [LabelSpec("provider-block", "step", start, end, scope, "block_rate", "provider_block")]
 
 
 def old_list(world: World, rng: np.random.Generator, *, at: float = 0.55, rate: float = 0.08,
@@ -70,7 +70,7 @@ def old_list(world: World, rng: np.random.Generator, *, at: float = 0.55, rate: 
     camp.segments.append(seg)
     end = min(seg.start + seg.duration, world.end)
     return [LabelSpec("old-list", "step", seg.start, end, {"campaign": camp.name}, "hard_bounce_rate",
-                      "hard_bounce_rate")]
+                      "hard_bounce_spike")]
 
 
 def wrong_segment(world: World, rng: np.random.Generator, *, at: float = 0.35, rate: float = 0.006,
@@ -84,7 +84,7 @@ def wrong_segment(world: World, rng: np.random.Generator, *, at: float = 0.35, r
     camp.segments.append(seg)
     end = min(seg.start + seg.duration, world.end)
     return [LabelSpec("wrong-segment", "step", seg.start, end, {"campaign": camp.name}, "complaint_rate",
-                      "complaint_rate", signal_lag_s=COMPLAINT_DELAY_MEDIAN)]
+                      "complaint_spike", signal_lag_s=COMPLAINT_DELAY_MEDIAN)]
 
 
 def silent_stop(world: World, rng: np.random.Generator, *, span=(0.5, None),
@@ -93,7 +93,7 @@ def silent_stop(world: World, rng: np.random.Generator, *, span=(0.5, None),
     start = _at(world, span[0])
     end = _at(world, span[1]) if span[1] is not None else world.end
     world.campaign(campaign).volume_changes.append(VolumeChange(start, end, 0.0))
-    return [LabelSpec("silent-stop", "silence", start, end, {"campaign": campaign}, "volume", "volume_silence")]
+    return [LabelSpec("silent-stop", "silence", start, end, {"campaign": campaign}, "volume", "campaign_silence")]
 
 
 def runaway(world: World, rng: np.random.Generator, *, span=(0.5, 0.6), campaign: str = "welcome-series",
@@ -105,12 +105,13 @@ def runaway(world: World, rng: np.random.Generator, *, span=(0.5, 0.6), campaign
 
 
 def reputation_decay(world: World, rng: np.random.Generator, *, span=(0.3, 1.0), provider: str = "microsoft",
-                     ip_pool: str = "mkt-shared", rate: float = 0.15, throttle: float = 0.2) -> list[LabelSpec]:
-    """A pool's reputation at one provider slides: blocks ramp up linearly over hours."""
+                     sending_domain: str = MARKETING_DOMAIN, rate: float = 0.15,
+                     throttle: float = 0.2) -> list[LabelSpec]:
+    """A domain's reputation at one provider slides: blocks ramp up linearly over hours."""
     start, end = _at(world, span[0]), _at(world, span[1])
-    scope = {"ip_pool": ip_pool, "mailbox_provider": provider}
+    scope = {"sending_domain": sending_domain, "mailbox_provider": provider}
     world.effects.append(RateEffect("block", scope, start, end, rate, "ramp", throttle))
-    return [LabelSpec("reputation-decay", "ramp", start, end, scope, "block_rate", "block_rate", target=rate)]
+    return [LabelSpec("reputation-decay", "ramp", start, end, scope, "block_rate", "provider_block", target=rate)]
 
 
 # ----------------------------------------------------------------------------- scenarios

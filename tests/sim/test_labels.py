@@ -144,7 +144,7 @@ def test_reputation_decay_ramps():
         # depends on when it was accepted (bulk sends bunch up inside a quarter).
         fracs = [(m.accepted - start) / (end - start) for m in msgs.values()
                  if lo <= m.accepted < hi and m.final in ("delivered", "bounced")
-                 and m.ip_pool == label["scope"]["ip_pool"] and m.mailbox_provider == "microsoft"]
+                 and m.sending_domain == label["scope"]["sending_domain"] and m.mailbox_provider == "microsoft"]
         expected = float(np.mean([base + (target - base) * f for f in fracs]))
         assert abs(z_score(x, n, expected)) < Z, (q, x, n, expected)
         rates.append(x / n)
