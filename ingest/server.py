@@ -62,6 +62,7 @@ class _State:
         self.metrics = metrics
         self.clock = clock
         self.dedup = ExpiringSet(config.dedup_window_seconds, config.dedup_max_entries)
+        self.inflight: dict[str, asyncio.Future] = {}  # event_id -> send that timed out, still queued
         self.auth = {}
         self.retry_status = {}
         for name in PROVIDER_NAMES:
@@ -86,12 +87,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _mark_when_acked(dedup: ExpiringSet, event_id: str):
+def _mark_when_acked(state: "_State", event_id: str):
     """A send that timed out may still be delivered once the broker is back; if so, the
     ESP's retry must not produce it again."""
     def callback(future) -> None:
+        if state.inflight.get(event_id) is future:
+            del state.inflight[event_id]
         if not future.cancelled() and future.exception() is None:
-            dedup.add(event_id)
+            state.dedup.add(event_id)
     return callback
 
 
@@ -166,20 +169,38 @@ async def _process(state: _State, request: web.Request, provider: str) -> web.Re
         return _json(400, error=reason)
 
     # --- dedup + produce (2xx only after the broker acked) -------------------------------
-    fresh, in_request, duplicates = [], set(), 0
+    fresh, in_request, duplicates, waiting = [], set(), 0, []
     for ev in result.events:
         eid = ev["event_id"]
         if eid in in_request or eid in state.dedup:
             duplicates += 1
             continue
         in_request.add(eid)
-        fresh.append(ev)
+        if eid in state.inflight:   # an earlier, timed-out send of this event is still queued
+            waiting.append(ev)
+        else:
+            fresh.append(ev)
+    if waiting:
+        # Wait for the earlier sends instead of producing a second copy; re-send only
+        # the ones that finally failed.
+        futures = [state.inflight[ev["event_id"]] for ev in waiting]
+        done, _ = await asyncio.wait(futures, timeout=config.produce_timeout_seconds)
+        for ev, fut in zip(waiting, futures):
+            if fut in done and not fut.cancelled() and fut.exception() is None:
+                duplicates += 1
+            elif fut in done:
+                fresh.append(ev)
+            else:
+                return retry_later("earlier produce of these events still unacknowledged")
     if fresh:
         try:
             await state.producer.send_events(fresh)
         except BrokerUnavailable as exc:
             for index, future in exc.pending:
-                future.add_done_callback(_mark_when_acked(state.dedup, fresh[index]["event_id"]))
+                eid = fresh[index]["event_id"]
+                if len(state.inflight) < config.dedup_max_entries:
+                    state.inflight[eid] = future
+                future.add_done_callback(_mark_when_acked(state, eid))
             return retry_later(f"events produce failed: {exc}")
         for ev in fresh:
             state.dedup.add(ev["event_id"])
