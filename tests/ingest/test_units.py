@@ -117,3 +117,24 @@ def test_timestamps():
     for bad in (None, True, "soon", float("nan"), -1, {}):
         with pytest.raises(PayloadError):
             to_unix_seconds(bad, "t")
+
+
+def test_normalize_cli_prints_json_lines_or_the_error(tmp_path, monkeypatch):
+    import argparse
+    import io
+    import json as _json
+    from ingest.normalize import add_arguments, run
+    from .helpers import FIXTURES
+    monkeypatch.setenv("DDETECT_RECIPIENT_HASH_KEY", "k")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    out, err = io.StringIO(), io.StringIO()
+    args = parser.parse_args(["--provider", "sparkpost", str(FIXTURES / "sparkpost-samplesapi-copy-spam-complaint-and-oob.json")])
+    assert run(args, out, err) == 0
+    lines = [_json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["type"] for e in lines] == ["complained", "bounced"]
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"msys": {"message_event": {"type": "bounce", "rcpt_to": "x@y.com"}}}]')
+    out, err = io.StringIO(), io.StringIO()
+    assert run(parser.parse_args(["--provider", "sparkpost", str(bad)]), out, err) == 1
+    assert "timestamp" in err.getvalue() and "x@y.com" not in err.getvalue() and not out.getvalue()
