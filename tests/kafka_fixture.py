@@ -42,6 +42,10 @@ class KafkaSetupError(RuntimeError):
     """The broker could not be fetched or started; the message says why and where the logs are."""
 
 
+class _PortInUse(KafkaSetupError):
+    """The broker could not bind its port or controller port."""
+
+
 def free_port() -> int:
     """A port that was free a moment ago (the controller port goes into the config, so 0 won't do)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -178,6 +182,10 @@ class KafkaBroker:
                  controller_port: int | None = None, heap: str = "512M",
                  start_timeout: float = 90.0, stop_timeout: float = 30.0):
         self._owns_dir = data_dir is None
+        # Ports picked here may be grabbed (e.g. as a client's ephemeral port) before the JVM binds them;
+        # only then, and only before the first successful start, start() retries on fresh ports.
+        self._auto_ports = port is None and controller_port is None
+        self._started_once = False
         self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="kafka-broker-"))
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
@@ -188,6 +196,7 @@ class KafkaBroker:
         self.stop_timeout = stop_timeout
         self.proc: subprocess.Popen | None = None
         self.last_startup_seconds: float | None = None
+        self._log_offset = 0
 
     @property
     def bootstrap(self) -> str:
@@ -220,10 +229,42 @@ class KafkaBroker:
         if self.is_running():
             return self.bootstrap
         ensure_jars()
+        attempts = 3 if self._auto_ports and not self._started_once else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                self._started_once = True
+                return self.bootstrap
+            except _PortInUse:
+                if attempt == attempts:
+                    raise
+                self.port, self.controller_port = free_port(), free_port()
+                shutil.rmtree(self.data_dir / "data", ignore_errors=True)  # never served: nothing to keep
+        raise AssertionError("unreachable")
+
+    def _listening_ports(self) -> list[int]:
+        busy = []
         for p in (self.port, self.controller_port):
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", p)) == 0:
-                    raise KafkaSetupError(f"port {p} on 127.0.0.1 is already in use")
+                    busy.append(p)
+        return busy
+
+    def _bind_failed(self) -> bool:
+        try:
+            with open(self.server_log, "rb") as f:
+                f.seek(self._log_offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return False
+        return "Socket server failed to bind" in text or "java.net.BindException" in text
+
+    def _start_once(self) -> None:
+        busy = self._listening_ports()
+        if busy:
+            raise _PortInUse(f"port(s) {busy} on 127.0.0.1 already in use")
+        # server.log keeps every run on this data dir; bind errors are judged on this run's part only.
+        self._log_offset = self.server_log.stat().st_size if self.server_log.exists() else 0
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, KAFKA_PORT=str(self.port), KAFKA_CONTROLLER_PORT=str(self.controller_port),
                    KAFKA_DATA_DIR=str(self.data_dir), KAFKA_HEAP=self.heap)
@@ -237,11 +278,12 @@ class KafkaBroker:
             _LIVE.add(self)
         try:
             wait_ready(self.bootstrap, self.start_timeout, self.proc, self.describe)
-        except BaseException:
+        except BaseException as exc:
             self.stop(kill=True)
+            if isinstance(exc, KafkaSetupError) and self._bind_failed():
+                raise _PortInUse(str(exc)) from exc
             raise
         self.last_startup_seconds = time.monotonic() - started
-        return self.bootstrap
 
     def stop(self, timeout: float | None = None, kill: bool = False) -> None:
         """SIGTERM (clean shutdown) and wait; SIGKILL if `kill` or if it has not exited in `timeout` s."""
@@ -309,5 +351,5 @@ def kafka_bootstrap(tmp_path_factory) -> str:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """On a failing run, say where the session broker's logs are (pytest keeps its temp dirs)."""
-    if _SESSION_BROKER is not None and exitstatus != 0:
+    if _SESSION_BROKER is not None and exitstatus != 0 and _SESSION_BROKER.server_log.exists():
         terminalreporter.write_line(f"kafka: session broker logs kept in {_SESSION_BROKER.log_dir}")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.kafka_fixture import KAFKA_SH, KafkaBroker, _admin, create_topic, free_port
+from tests.kafka_fixture import KAFKA_SH, KafkaBroker, _admin, _die_with_parent, create_topic, free_port
 
 pytestmark = pytest.mark.kafka
 
@@ -222,6 +222,7 @@ def test_faust_worker_agent_consumes_from_real_broker(kafka_bootstrap, tmp_path)
             [sys.executable, "-m", "faust", "-A", "broker_test_app", "--datadir", str(tmp_path / "data"),
              "worker", "-l", "info", "--without-web"],
             cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     try:
         ready_after = _wait_for_log(worker, log_path, ("[^Worker]: Ready", "OK ^"), timeout=90)
