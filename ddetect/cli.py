@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: (subcommand, module, function(argv) -> int, help)
 _EXTERNAL: list[tuple[str, str, str, str]] = [
     ("worker", "streams.worker", "main_worker", "run a detection worker (Faust agents on Kafka)"),
+    ("simulate", "sim", "main_simulate", "simulate labelled ESP traffic: JSONL events + ground-truth labels"),
+    ("normalize", "ddetect.cli", "main_normalize", "print the canonical events a raw ESP payload file produces"),
+    ("ingest", "ddetect.cli", "main_ingest", "run the webhook ingest server (ESP webhooks -> Kafka)"),
     ("route", "ddetect.cli", "main_route", "routing tools: `route test label=value ...` prints receivers"),
     ("ack", "alerting.ack_cli", "main_ack", "acknowledge an alert (stops escalation): ack DEDUP_KEY --router URL"),
     ("router", "ddetect.cli", "main_router", "run the alert router (alert topic -> on-call receivers)"),
@@ -97,6 +100,26 @@ def main_route(argv: Sequence[str]) -> int:
     return main_route_test(list(argv[1:]))
 
 
+def main_normalize(argv: Sequence[str]) -> int:
+    from ingest import normalize
+
+    p = argparse.ArgumentParser(prog="ddetect normalize",
+                                description="print canonical events (JSON lines) for a raw ESP payload file")
+    normalize.add_arguments(p)
+    return normalize.run(p.parse_args(argv))
+
+
+def main_ingest(argv: Sequence[str]) -> int:
+    from ingest.config import load_config
+    from ingest.server import run_ingest
+
+    p = argparse.ArgumentParser(prog="ddetect ingest", description="webhook ingest server (see ingest/config.py)")
+    p.add_argument("--config", help="YAML config file; DDETECT_* environment variables override it")
+    args = p.parse_args(argv)
+    run_ingest(load_config(args.config))
+    return 0
+
+
 def main_router(argv: Sequence[str]) -> int:
     from alerting.service import RouterSettings, run_router
 
@@ -108,6 +131,14 @@ def main_router(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Subcommands with their own parsers get their argv untouched (argparse's REMAINDER
+    # would swallow a leading --option).
+    for name, module, func, _ in _EXTERNAL:
+        if argv[:1] == [name]:
+            import importlib
+
+            return getattr(importlib.import_module(module), func)(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

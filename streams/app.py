@@ -86,9 +86,10 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     alerts_topic = app.topic(config.alerts_topic, key_serializer="raw", value_serializer="json")
     deltas_topic = app.topic(f"{config.app_id}-scope-deltas", key_serializer="raw", value_serializer="json",
                              partitions=config.partitions, internal=True)
-    scope_state = app.Table("scope-state", partitions=config.partitions, key_serializer="json",
-                            value_serializer="json")
-    clocks = app.Table("clock", partitions=config.partitions, key_serializer="json", value_serializer="json")
+    # Keys and values are JSON (Faust's table_key_serializer / table_value_serializer defaults).
+    scope_state = app.Table("scope-state", partitions=config.partitions)
+
+    clocks = app.Table("clock", partitions=config.partitions)
     vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
     scope_defs = ruleset.scopes()
 

@@ -21,7 +21,8 @@ def main_worker(argv: Sequence[str]) -> int:
     p.add_argument("--store", help="table store: rocksdb:// (default) or memory://")
     p.add_argument("--web-port", type=int, help="port for /metrics, /healthz, /readyz (default 6066)")
     p.add_argument("--partitions", type=int, help="partitions of the internal topics and tables (default 8)")
-    p.add_argument("-l", "--loglevel", default="info", help="log level (default info)")
+    p.add_argument("-l", "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug"),
+                   help="log level (default info)")
     args = p.parse_args(argv)
     overrides = {"KAFKA_BOOTSTRAP_SERVERS": args.broker, "DDETECT_RULES": args.rules,
                  "DDETECT_DATA_DIR": args.data_dir, "DDETECT_STORE": args.store,

@@ -87,7 +87,7 @@ class Worker:
         self.proc = None
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker", "-l", "warning",
+        self.proc = subprocess.Popen([sys.executable, "-m", "streams", "worker", "-l", "warn",
                                       "--web-port", str(self.port), "--web-host", "127.0.0.1"],
                                      cwd=REPO, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 90
@@ -125,7 +125,10 @@ def pipeline(kafka_bootstrap, tmp_path):
     run = uuid.uuid4().hex[:8]
     topics = {"DDETECT_EVENTS_TOPIC": f"ev-{run}", "DDETECT_DLQ_TOPIC": f"dlq-{run}",
               "DDETECT_ALERTS_TOPIC": f"al-{run}"}
-    create_topic(kafka_bootstrap, topics["DDETECT_EVENTS_TOPIC"], partitions=2)
+    # One events partition keeps arrival order equal to file order, so "same alerts as replay"
+    # is exact; with several partitions, consumers interleave them and the allowed lateness
+    # has to absorb that skew (events beyond it are dropped and counted, in replay too).
+    create_topic(kafka_bootstrap, topics["DDETECT_EVENTS_TOPIC"], partitions=1)
     create_topic(kafka_bootstrap, topics["DDETECT_DLQ_TOPIC"])
     create_topic(kafka_bootstrap, topics["DDETECT_ALERTS_TOPIC"])
     rules = tmp_path / "rules.yaml"
@@ -177,7 +180,9 @@ def pipeline(kafka_bootstrap, tmp_path):
                 if max(marks) >= closed_until:
                     return
                 time.sleep(0.5)
-            pytest.fail(f"watermark never reached {closed_until}: {marks}")
+            dump = urllib.request.urlopen(f"http://127.0.0.1:{worker_list[0].port}/metrics").read().decode()
+            pytest.fail(f"watermark never reached {closed_until}: {marks}\n" +
+                        "\n".join(l for l in dump.splitlines() if l.startswith("ddetect_") and "bucket" not in l))
 
     yield Ctx
     for w in workers:
@@ -191,9 +196,9 @@ def test_incident_alert_arrives_and_matches_replay(pipeline):
     worker = pipeline.worker()
     produced_at = time.time()
     pipeline.produce(events)
-    got = pipeline.consume("DDETECT_ALERTS_TOPIC", lambda r: len(r) >= len(expected), timeout=90)
-    assert time.time() - produced_at < 90
-    assert sorted(map(key, got)) == sorted(map(key, expected))
+    got = pipeline.consume("DDETECT_ALERTS_TOPIC", lambda r: len(r) >= len(expected), timeout=60)
+    assert sorted(map(key, got)) == sorted(map(key, expected)), [a["summary"] for a in got]
+    assert time.time() - produced_at < 60
     fired = next(a for a in got if a["rule"] == "hard_bounce_spike")
     assert fired["scope"] == {"campaign": "spring", "mailbox_provider": "gmail"}
     assert worker.metric("ddetect_events_processed_total") is None  # labelled series only
