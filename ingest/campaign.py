@@ -28,6 +28,8 @@ def _scalar(value: Any) -> str | None:
 
 
 def lookup(obj: Any, path: str) -> Any:
+    if type(obj) is dict and "." not in path:  # hot path: a top-level field of parsed JSON
+        return obj.get(path)
     for segment in path.split("."):
         if isinstance(obj, Mapping):
             obj = obj.get(segment)
@@ -43,7 +45,10 @@ def lookup(obj: Any, path: str) -> Any:
 
 def resolve_campaign(raw: Any, paths: Iterable[str], default: str) -> str:
     for path in paths:
-        value = _scalar(lookup(raw, path))
+        value = lookup(raw, path)
+        if value is None:
+            continue
+        value = value.strip() if type(value) is str else _scalar(value)
         if value:
             return value[:MAX_CAMPAIGN_CHARS]
     return default

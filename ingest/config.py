@@ -13,7 +13,8 @@ setting                        default                     meaning
 host                           0.0.0.0                     listen address
 port                           8080                        listen port
 bootstrap_servers              127.0.0.1:9092              Kafka bootstrap (also env ``KAFKA_BOOTSTRAP_SERVERS``)
-events_topic                   deliverability-events       canonical events topic (key = campaign)
+events_topic                   deliverability-events       canonical events topic: one message per request,
+                                                           a JSON array of events, no key
 dlq_topic                      deliverability-events-dlq   raw payload + reason of rejected input. SENSITIVE:
                                                            it holds raw payloads incl. recipient addresses;
                                                            restrict ACLs and retention
@@ -30,6 +31,9 @@ dedup_window_seconds           86400                       redeliveries within t
 dedup_max_entries              500000                      memory bound of the dedup filter
 replay_cache_max_entries       100000                      Mailgun token replay cache bound
 produce_timeout_seconds        5.0                         broker ack wait before answering "retry"
+max_events_per_message         1000                        a request with more events becomes several messages
+max_message_bytes              921600                      ... and so does one whose JSON array is larger (900 KB,
+                                                           under the broker's 1 MB message.max.bytes default)
 cert_cache_max_entries         32                          SNS signing certificates kept
 =============================  ==========================  ====================================================
 
@@ -107,6 +111,8 @@ class IngestConfig:
     dedup_max_entries: int = 500_000
     replay_cache_max_entries: int = 100_000
     produce_timeout_seconds: float = 5.0
+    max_events_per_message: int = 1000
+    max_message_bytes: int = 900 * 1024
     cert_cache_max_entries: int = 32
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 

@@ -43,6 +43,23 @@ class ExpiringSet:
         while len(self._items) > self.max_entries:
             self._items.popitem(last=False)
 
+    def add_many(self, keys) -> None:
+        """``add`` for a batch (one clock read and one expiry pass)."""
+        now = self._clock()
+        self._expire(now)
+        items = self._items
+        for key in keys:
+            items[key] = now
+            items.move_to_end(key)
+        while len(items) > self.max_entries:
+            items.popitem(last=False)
+
+    def snapshot(self):
+        """Expire now, then a read-only view for many membership tests in one step of
+        the event loop (the view is live: do not hold it across an ``await``)."""
+        self._expire(self._clock())
+        return self._items.keys()
+
     def add_if_absent(self, key: Hashable) -> bool:
         """Atomically (single-threaded asyncio) add; False if it was already there."""
         if key in self:

@@ -62,7 +62,7 @@ class _State:
         self.metrics = metrics
         self.clock = clock
         self.dedup = ExpiringSet(config.dedup_window_seconds, config.dedup_max_entries)
-        self.inflight: dict[str, asyncio.Future] = {}  # event_id -> send that timed out, still queued
+        self.inflight: dict[str, asyncio.Future] = {}  # event_id -> unsettled produce holding it
         self.auth = {}
         self.retry_status = {}
         for name in PROVIDER_NAMES:
@@ -87,15 +87,68 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _mark_when_acked(state: "_State", event_id: str):
-    """A send that timed out may still be delivered once the broker is back; if so, the
-    ESP's retry must not produce it again."""
-    def callback(future) -> None:
-        if state.inflight.get(event_id) is future:
-            del state.inflight[event_id]
-        if not future.cancelled() and future.exception() is None:
-            state.dedup.add(event_id)
-    return callback
+def _track_sends(state: "_State", events: list[dict], sends: list) -> None:
+    """After a failed produce: events of acknowledged messages are seen; events of
+    messages still queued in the client stay in flight until their send settles (the
+    ESP's retry then waits for it instead of writing a second copy); events of failed
+    messages are forgotten, so the retry produces them again."""
+    for (start, stop), future in sends:
+        ids = [ev["event_id"] for ev in events[start:stop]]
+        if not future.done():
+            held = _hold(state, ids, future)
+            future.add_done_callback(lambda fut, held=held, ids=ids: _release(state, held, fut, ids))
+        elif _succeeded(future):
+            state.dedup.add_many(ids)
+
+
+def _succeeded(future: asyncio.Future) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
+def _hold(state: "_State", ids: list[str], future: asyncio.Future) -> list[str]:
+    """Mark ``ids`` in flight on ``future`` (bounded like the dedup filter); the held ids."""
+    inflight = state.inflight
+    room = max(state.config.dedup_max_entries - len(inflight), 0)
+    held = ids if len(ids) <= room else ids[:room]
+    for eid in held:
+        inflight[eid] = future
+    return held
+
+
+def _release(state: "_State", held: list[str], future: asyncio.Future, ids: list[str]) -> None:
+    """``future`` settled: its events leave the in-flight map, and are seen if it succeeded."""
+    inflight = state.inflight
+    for eid in held:
+        if inflight.get(eid) is future:
+            del inflight[eid]
+    if _succeeded(future):
+        state.dedup.add_many(ids)
+
+
+def _classify(state: "_State", events: list[dict]) -> tuple[list[dict], int, set]:
+    """(events to produce, duplicates, futures of earlier sends still holding some).
+
+    A settled future still in the map (its release callback not run yet) is read
+    directly: success = duplicate, failure = produce again."""
+    fresh, in_request, duplicates, waiting = [], set(), 0, set()
+    dedup, inflight = state.dedup, state.inflight
+    seen = dedup.snapshot()
+    for ev in events:
+        eid = ev["event_id"]
+        if eid in in_request or eid in seen:
+            duplicates += 1
+            continue
+        in_request.add(eid)
+        future = inflight.get(eid) if inflight else None
+        if future is not None:
+            if not future.done():
+                waiting.add(future)
+                continue
+            if _succeeded(future):
+                duplicates += 1
+                continue
+        fresh.append(ev)
+    return fresh, duplicates, waiting
 
 
 async def _dead_letter(state: _State, provider: str, record: dict) -> None:
@@ -169,41 +222,35 @@ async def _process(state: _State, request: web.Request, provider: str) -> web.Re
         return _json(400, error=reason)
 
     # --- dedup + produce (2xx only after the broker acked) -------------------------------
-    fresh, in_request, duplicates, waiting = [], set(), 0, []
-    for ev in result.events:
-        eid = ev["event_id"]
-        if eid in in_request or eid in state.dedup:
-            duplicates += 1
-            continue
-        in_request.add(eid)
-        if eid in state.inflight:   # an earlier, timed-out send of this event is still queued
-            waiting.append(ev)
-        else:
-            fresh.append(ev)
-    if waiting:
-        # Wait for the earlier sends instead of producing a second copy; re-send only
-        # the ones that finally failed.
-        futures = [state.inflight[ev["event_id"]] for ev in waiting]
-        done, _ = await asyncio.wait(futures, timeout=config.produce_timeout_seconds)
-        for ev, fut in zip(waiting, futures):
-            if fut in done and not fut.cancelled() and fut.exception() is None:
-                duplicates += 1
-            elif fut in done:
-                fresh.append(ev)
-            else:
-                return retry_later("earlier produce of these events still unacknowledged")
+    # Events another request is still producing (a concurrent redelivery, or a send that
+    # timed out and is still queued in the client) are waited for, not written twice.
+    deadline = time.monotonic() + config.produce_timeout_seconds
+    while True:
+        fresh, duplicates, waiting = _classify(state, result.events)
+        if not waiting:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return retry_later("an earlier produce of these events is still unacknowledged")
+        await asyncio.wait(waiting, timeout=remaining)  # settle callbacks update dedup/inflight
     if fresh:
+        mine = asyncio.get_running_loop().create_future()
+        ids = [ev["event_id"] for ev in fresh]
+        held = _hold(state, ids, mine)   # concurrent redeliveries wait for this request
         try:
             await state.producer.send_events(fresh)
-        except BrokerUnavailable as exc:
-            for index, future in exc.pending:
-                eid = fresh[index]["event_id"]
-                if len(state.inflight) < config.dedup_max_entries:
-                    state.inflight[eid] = future
-                future.add_done_callback(_mark_when_acked(state, eid))
+        except BaseException as exc:
+            # Waiters re-classify: held by a still-queued send, seen (acked), or fresh.
+            mine.set_exception(exc if isinstance(exc, BrokerUnavailable) else BrokerUnavailable(type(exc).__name__))
+            mine.exception()  # retrieved: no "never retrieved" warning
+            if isinstance(exc, BrokerUnavailable):
+                _track_sends(state, fresh, exc.sends)
+            _release(state, held, mine, ids)
+            if not isinstance(exc, BrokerUnavailable):
+                raise    # cancelled (client went away) or a bug: handled by the caller
             return retry_later(f"events produce failed: {exc}")
-        for ev in fresh:
-            state.dedup.add(ev["event_id"])
+        mine.set_result(None)
+        _release(state, held, mine, ids)   # now in the dedup filter
     for rejected in result.rejected:
         record = dead_letter_record(provider, rejected.reason, body, content_type, rejected.index, rejected.raw)
         try:
@@ -285,7 +332,9 @@ async def serve(config: IngestConfig, *, metrics: Metrics | None = None,
     the server comes up anyway, /readyz says 503 and webhooks get the retry status."""
     metrics = metrics or default_metrics()
     producer = KafkaEventProducer(config.bootstrap_servers, config.events_topic, config.dlq_topic,
-                                  timeout=config.produce_timeout_seconds, metrics=metrics)
+                                  timeout=config.produce_timeout_seconds, metrics=metrics,
+                                  max_events_per_message=config.max_events_per_message,
+                                  max_message_bytes=config.max_message_bytes)
     producer.start_in_background()
     app = build_app(config, producer, metrics=metrics)
     runner = web.AppRunner(app, access_log=None)  # access logs would carry no PII, but are noise

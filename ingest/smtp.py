@@ -7,6 +7,7 @@ then the basic reply code.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 _ENHANCED_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -26,6 +27,14 @@ def parse_smtp(text: object) -> tuple[int | None, str | None]:
         return (text if 200 <= text <= 599 else None), None
     if not isinstance(text, str):
         return None, None
+    if "@" in text:  # quotes an address: not kept in the process-wide cache
+        return _parse_text.__wrapped__(text)
+    return _parse_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> tuple[int | None, str | None]:
+    """Cached: a batch repeats the same few SMTP replies many times."""
     enh = _ENHANCED_RE.search(text)
     basic = _BASIC_RE.search(text)
     return (int(basic.group(1)) if basic else None,
