@@ -66,6 +66,24 @@ def _span(rule: Rule, st: dict, x: int, n: int) -> tuple[int, int]:
     return sum(r[0] for r in st["recent"]), sum(r[1] for r in st["recent"])
 
 
+def pool(rule: Rule, st: dict, x: int, n: int, sends: int) -> tuple[int, int] | None:
+    """Hold back windows that are too thin to judge, and add them to the next ones.
+
+    A window counts once it has ``min_volume`` trials (CUSUM) and the scope sent at least
+    ``min_sends`` messages in it. Outcomes lag sends: after a bulk send stops, its deferral
+    retries, late blocks and complaints trickle in with almost no deliveries beside them, and a
+    "12 deferrals out of 38" window would look like an incident. Pooling keeps the evidence
+    (summed counts give the same LLR) without judging the tail on its own.
+    """
+    x, n, sends = x + st.get("px", 0), n + st.get("pn", 0), sends + st.get("ps", 0)
+    need_n = max(1, rule.min_volume) if rule.test == "cusum" else 1
+    if n < need_n or sends < rule.min_sends:
+        st["px"], st["pn"], st["ps"] = x, n, sends
+        return None
+    st["px"] = st["pn"] = st["ps"] = 0
+    return x, n
+
+
 def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
     """Binomial CUSUM on per-window counts (Page 1954) with a frozen warm-up baseline."""
     if st["phase"] == "warmup":
@@ -77,15 +95,13 @@ def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Find
             p1 = min(p0 * rule.shift, 0.99)
         st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, rule.arl0), s=0.0, run_x=0, hist=[])
         return None
-    if n == 0:
-        return None
     a, b = cusum.llr_weights(st["p0"], st["p1"])
     s_prev = st["s"]
     s = max(0.0, s_prev + x * a - (n - x) * b)
     st["run_x"] = (st["run_x"] + x) if s > 0 else 0
     fire = s >= st["h"]
     reference = b / (a + b)  # rate at which the statistic drifts neither up nor down
-    calm = (not fire) and n >= max(1, rule.min_volume) and x / n < reference
+    calm = (not fire) and x / n < reference
     f = Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=s, baseline=st["p0"], threshold=st["h"],
                 extra={"p1": st["p1"], "incident_events": st["run_x"]})
     # After an alarm the chart restarts, so a second alarm needs fresh evidence.

@@ -18,7 +18,7 @@ import numpy as np
 from . import detectors
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
-from .counts import N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate
+from .counts import COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate
 from .mailbox import register_domains
 from .rates import METRICS
 from .rules import Rule, RuleSet
@@ -29,6 +29,9 @@ _EVALUATORS = {
     "betabinomial": detectors.eval_window,
     "policy": detectors.eval_policy,
 }
+
+
+_ACCEPTED = COUNTER_INDEX["accepted"]
 
 
 def wkey(start: float) -> str:
@@ -167,7 +170,9 @@ class Engine:
                 if rule.test in ("surge", "silence"):
                     finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
                 else:
-                    finding = _EVALUATORS[rule.test](rule, rst, sid, start, x, n)
+                    pooled = (x, n) if rule.test == "policy" else \
+                        detectors.pool(rule, rst, x, n, counts[_ACCEPTED])
+                    finding = None if pooled is None else _EVALUATORS[rule.test](rule, rst, sid, start, *pooled)
                 if finding is None:
                     continue
                 if finding.fire is None:

@@ -44,6 +44,7 @@ class Rule:
     severity: str
     description: str = ""
     min_volume: int = 0
+    min_sends: int = 0
     warmup_messages: int = 0
     warmup_windows: int = 1
     resolve_windows: int = 3
@@ -136,7 +137,8 @@ def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
 _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "name": ("name", None), "description": ("str", None), "test": ("test", None),
     "metric": ("metric", None), "scope": ("scope", None), "category": ("category", None),
-    "severity": ("severity", None), "min_volume": ("count", None), "warmup": ("warmup", None),
+    "severity": ("severity", None), "min_volume": ("count", None),
+    "min_sends": ("count", ("cusum", "binomial", "betabinomial")), "warmup": ("warmup", None),
     "resolve": ("resolve", None), "enabled": ("bool", None),
     "shift": ("shift", ("cusum",)), "p1": ("prob", ("cusum",)), "arl0": ("arl0", ("cusum",)),
     "baseline_floor": ("prob", ("cusum", "binomial", "betabinomial")),
