@@ -1,10 +1,19 @@
 """Ingest throughput and latency vs. a bare aiohttp handler, same run, real broker.
 
 Scenarios: SendGrid-style batches of 1,000 events, and single-event posts. For each, the
-same client load hits (a) a bare aiohttp handler that only reads the body and (b) the
-real ingest app (normalise + hash + dedup + produce acks=all to Kafka, 2xx after ack).
+same client load hits, one after the other:
+
+- ``baseline``: a bare aiohttp handler that only reads the body (the issue's reference);
+- ``parse-json``: reads the body and ``json.loads`` it (the floor of any stdlib-JSON ingest);
+- ``parse-fast``: reads it and decodes it with ``ingest.fastjson.loads`` (orjson if
+  installed: the decoder ingest actually uses);
+- ``ingest``: the real app (decode + normalise + hash + dedup + one produce per request,
+  acks=all, to a real broker; 2xx after the ack).
+
 Servers run in a child process (the client in this one) so each side has a core.
-Goal: ingest >= 50% of the baseline's events/s on batches.
+Goal: ingest >= 50% of the baseline's events/s on batches. The parse-only lines show
+what bounds that: a handler that does nothing but decode the JSON already costs most of
+the budget the baseline leaves.
 
     python bench/bench_ingest.py [--batches 40] [--singles 2000] [--concurrency 8]
 
@@ -39,13 +48,31 @@ def sendgrid_body(n: int, prefix: str) -> bytes:
     } for i in range(n)]).encode()
 
 
-def _serve(kind: str, port: int, bootstrap: str, topic: str, ready) -> None:
+def _serve(kind: str, port: int, bootstrap: str, topic: str, ready, profile: str | None = None) -> None:
     from aiohttp import web
 
+    if profile and kind == "ingest":  # cProfile the server; stats written on SIGTERM
+        import cProfile
+        import signal
+        profiler = cProfile.Profile()
+
+        def dump(*_):
+            profiler.disable()
+            profiler.dump_stats(profile)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, dump)
+        profiler.enable()
+
     async def main():
-        if kind == "baseline":
+        if kind in ("baseline", "parse-json", "parse-fast"):
+            import json
+            from ingest import fastjson
+            decode = {"baseline": None, "parse-json": json.loads, "parse-fast": fastjson.loads}[kind]
+
             async def handler(request):
-                await request.read()
+                body = await request.read()
+                if decode is not None:
+                    decode(body)
                 return web.Response(text="ok")
             app = web.Application(client_max_size=16 * 1024 * 1024)
             app.router.add_post("/webhooks/{provider}", handler)
@@ -73,13 +100,13 @@ def _serve(kind: str, port: int, bootstrap: str, topic: str, ready) -> None:
     asyncio.run(main())
 
 
-def start_server(kind: str, bootstrap: str, topic: str) -> tuple[mp.Process, int]:
+def start_server(kind: str, bootstrap: str, topic: str, profile: str | None = None) -> tuple[mp.Process, int]:
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ready = mp.Event()
-    proc = mp.Process(target=_serve, args=(kind, port, bootstrap, topic, ready), daemon=True)
+    proc = mp.Process(target=_serve, args=(kind, port, bootstrap, topic, ready, profile), daemon=True)
     proc.start()
     if not ready.wait(60):
         proc.terminate()
@@ -107,6 +134,9 @@ async def load(port: int, bodies: list[bytes], concurrency: int) -> tuple[float,
         return time.perf_counter() - started, latencies
 
 
+KINDS = ("baseline", "parse-json", "parse-fast", "ingest")
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
@@ -116,6 +146,7 @@ def main() -> int:
     ap.add_argument("--batches", type=int, default=40, help="1,000-event batches per server")
     ap.add_argument("--singles", type=int, default=2000, help="single-event posts per server")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--profile", metavar="FILE", help="cProfile the ingest server into FILE (pstats format)")
     args = ap.parse_args()
 
     broker = None
@@ -129,8 +160,8 @@ def main() -> int:
     create_topic(bootstrap, topic, partitions=3)
     results = {}
     try:
-        for kind in ("baseline", "ingest"):
-            proc, port = start_server(kind, bootstrap, topic)
+        for kind in KINDS:
+            proc, port = start_server(kind, bootstrap, topic, args.profile)
             try:
                 run_id = uuid.uuid4().hex[:6]
                 asyncio.run(load(port, [sendgrid_body(1000, f"warm{run_id}")], 1))
@@ -149,15 +180,20 @@ def main() -> int:
         if broker is not None:
             broker.cleanup()
 
+    from ingest.fastjson import HAVE_ORJSON
     print(f"\ningest benchmark (concurrency {args.concurrency}, {args.batches} x 1,000-event batches, "
-          f"{args.singles} single posts, broker {bootstrap}, acks=all)")
-    print(f"{'scenario':<10} {'server':<9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+          f"{args.singles} single posts, broker {bootstrap}, acks=all, one message per request; "
+          f"fast JSON: {'orjson' if HAVE_ORJSON else 'stdlib json (orjson not installed)'})")
+    print(f"{'scenario':<8} {'server':<11} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs baseline':>12}")
     for scenario in ("batch", "single"):
-        for kind in ("baseline", "ingest"):
+        base = results["baseline"][scenario][0]
+        for kind in KINDS:
             eps, p50, p99 = results[kind][scenario]
-            print(f"{scenario:<10} {kind:<9} {eps:>10,.0f} {p50:>8.1f} {p99:>8.1f}")
-        ratio = results["ingest"][scenario][0] / results["baseline"][scenario][0]
-        print(f"{scenario:<10} ratio     {ratio:>10.1%}" + ("   (goal >= 50%)" if scenario == "batch" else ""))
+            print(f"{scenario:<8} {kind:<11} {eps:>10,.0f} {p50:>8.1f} {p99:>8.1f} {eps / base:>12.1%}")
+        ingest_eps = results["ingest"][scenario][0]
+        print(f"{scenario:<8} ingest / parse-json {ingest_eps / results['parse-json'][scenario][0]:.1%}, "
+              f"ingest / parse-fast {ingest_eps / results['parse-fast'][scenario][0]:.1%}"
+              + ("   (issue goal: ingest >= 50% of baseline)" if scenario == "batch" else ""))
     return 0
 
 

@@ -52,3 +52,30 @@ def resolve_campaign(raw: Any, paths: Iterable[str], default: str) -> str:
         if value:
             return value[:MAX_CAMPAIGN_CHARS]
     return default
+
+
+class CampaignResolver:
+    """:func:`resolve_campaign` with the paths parsed once (one call per event on the
+    hot path); same result for every input."""
+
+    def __init__(self, paths: Iterable[str], default: str):
+        self.paths = tuple(paths)
+        self.default = default
+        self._simple = all("." not in p for p in self.paths)
+
+    def __call__(self, raw: Any) -> str:
+        if not self._simple or type(raw) is not dict:
+            return resolve_campaign(raw, self.paths, self.default)
+        for path in self.paths:
+            value = raw.get(path)
+            if value is None:
+                continue
+            if type(value) is str:
+                value = value.strip()
+            elif type(value) is list and value and type(value[0]) is str and value[0].strip():
+                value = value[0].strip()   # SendGrid category: ["spring-sale"]
+            else:
+                value = _scalar(value)
+            if value:
+                return value[:MAX_CAMPAIGN_CHARS]
+        return self.default

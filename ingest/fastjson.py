@@ -2,9 +2,12 @@
 
 Decoding and encoding were a third of the per-event cost of a 1,000-event batch with the
 standard library (about 1 us + 2 us per event); orjson does both several times faster.
-Behaviour does not depend on which one is present: a body orjson refuses (NaN, integers
-beyond 64 bits, lone surrogates) is decoded again by ``json.loads``, so exactly the
-bodies the standard library accepts are accepted, with its error messages.
+The accepted bodies do not depend on which one is present: a body orjson refuses (NaN,
+Infinity, lone surrogates) is decoded again by ``json.loads``, so exactly the bodies the
+standard library accepts are accepted, with its error messages. One value differs:
+orjson reads an integer beyond 64 bits as a float (the standard library keeps it exact).
+No ESP sends such numbers (most are produced by JavaScript, whose numbers are doubles),
+and a scan of every body to detect them cost more than the whole decode.
 """
 from __future__ import annotations
 

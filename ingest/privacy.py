@@ -80,15 +80,24 @@ class RecipientReducer:
 
         ``where`` names the source field in the error; the value itself is never quoted.
         """
-        if not isinstance(address, str) or not address.strip():
-            raise PayloadError(f"{where}: missing recipient address")
+        domain, provider, digest = self.reduce_parts(address, where)
+        return {"recipient_domain": domain, "mailbox_provider": provider, "recipient_hash": digest}
+
+    def reduce_parts(self, address: object, where: str = "recipient") -> tuple[str, str, str]:
+        """(domain, mailbox provider, keyed hash): :meth:`reduce` without the dict (hot path)."""
+        if type(address) is not str or not address.strip():
+            if not isinstance(address, str) or not address.strip():
+                raise PayloadError(f"{where}: missing recipient address")
         bare = _bare_address(address)
         local, at, domain = bare.rpartition("@")
         domain = domain.strip().rstrip(".")
         if not at or not local or not domain or "@" in domain or len(domain.split()) != 1:
             raise PayloadError(f"{where}: not an email address")
-        return {
-            "recipient_domain": domain,
-            "mailbox_provider": self._mailbox_provider(domain),
-            "recipient_hash": self._hmac_hex(bare.encode("utf-8")),
-        }
+        provider = self._providers.get(domain)
+        if provider is None:
+            provider = self._mailbox_provider(domain)
+        inner = self._inner.copy()
+        inner.update(bare.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return domain, provider, outer.hexdigest()
