@@ -29,11 +29,22 @@ def test_same_and_super_scope():
     assert alert_matches(a, label, DEFAULT_GRACE)
 
 
-def test_other_campaign_or_disjoint_scope_does_not_match():
+def test_other_campaign_does_not_match():
     assert scope_relation({"campaign": "autumn", "mailbox_provider": "gmail"}, {"campaign": "spring"}) is None
     assert not alert_matches(alert(scope={"campaign": "autumn", "mailbox_provider": "gmail"}), LABEL, DEFAULT_GRACE)
-    # Overlapping but neither inside the other: a provider scope across all campaigns.
-    assert not alert_matches(alert(scope={"mailbox_provider": "gmail"}), LABEL, DEFAULT_GRACE)
+
+
+def test_overlapping_scope_matches_only_when_traffic_is_shared():
+    """{sending_domain, provider} vs {campaign}: neither contains the other; they meet in campaign x provider."""
+    scope = {"sending_domain": "news.example.com", "mailbox_provider": "yahoo"}
+    a = alert(rule="spam_rate_policy", scope=scope)
+    assert scope_relation(scope, LABEL["scope"]) == "overlap"
+    assert alert_matches(a, LABEL, DEFAULT_GRACE)
+    assert scope_relation(scope, LABEL["scope"], overlaps=lambda x, y: False) is None
+    assert not alert_matches(a, LABEL, DEFAULT_GRACE, overlaps=lambda x, y: False)
+    # With the campaign's sending domain known, another domain disagrees: no match even if "overlapping".
+    closure = lambda s: dict(s, sending_domain="other.example.com") if s.get("campaign") == "spring" else dict(s)
+    assert scope_relation(scope, LABEL["scope"], closure, overlaps=lambda x, y: True) is None
 
 
 def test_closure_makes_the_campaigns_sending_domain_a_super_scope():
@@ -47,7 +58,7 @@ def test_closure_makes_the_campaigns_sending_domain_a_super_scope():
         return out
 
     a = alert(rule="ses_bounce_review", scope={"sending_domain": "news.example.com"})
-    assert scope_relation(a["scope"], LABEL["scope"]) is None
+    assert scope_relation(a["scope"], LABEL["scope"]) == "overlap"   # literal keys: nothing to compare
     assert scope_relation(a["scope"], LABEL["scope"], closure) == "super"
     assert alert_matches(a, LABEL, DEFAULT_GRACE, closure)
     assert not alert_matches(alert(scope={"sending_domain": "other.example.com"}), LABEL, DEFAULT_GRACE, closure)
