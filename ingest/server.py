@@ -4,11 +4,24 @@ Per request: 404 unknown/disabled provider; 413 over the size limit; 415 wrong c
 type; raw body read once (signatures cover bytes); 401/403 authentication failures (JSON
 reason, counted, never written to the DLQ so strangers cannot fill it); 400 for a body
 that cannot be normalised (raw payload + reason to the DLQ); otherwise events are
-de-duplicated, produced with acks=all, and only then answered 200. Events of a batch that
-fail individually go to the DLQ one by one while the rest are produced, because ESPs
-resend whole batches on any non-2xx. When the broker (events or DLQ) does not
-acknowledge, the answer is the provider's retry status (503, Brevo 429) with
-``Retry-After``; never Mailgun's 406 or a 4xx for SNS, which both mean "drop it".
+de-duplicated, produced with acks=all as one JSON-array message (``producer.py``), and
+only then answered 200. Events of a batch that fail individually go to the DLQ one by one
+while the rest are produced, because ESPs resend whole batches on any non-2xx. When the
+broker (events or DLQ) does not acknowledge, the answer is the provider's retry status
+(503, Brevo 429) with ``Retry-After``; never Mailgun's 406 or a 4xx for SNS, which both
+mean "drop it".
+
+Redeliveries. Produced event ids go into a bounded, expiring filter (``dedup.py``). While
+a produce is unsettled its event ids are "in flight" (``_State.inflight``, bounded the
+same way): a concurrent redelivery, or the ESP's retry after a produce that timed out
+while its message stayed queued in the client, waits for that send (up to
+``produce_timeout_seconds``, then "retry later") instead of writing a second copy, and
+produces only the events whose send failed. Within one ingest process that makes a
+broker outage cost no duplicates (tests/ingest/test_kafka_integration.py). Delivery is
+still at-least-once overall: the filter is in memory and per process, so a redelivery
+that reaches another replica, arrives after a restart, or after the dedup window, is
+written again with the same ``event_id``. A consumer can dedupe on that id; note that the
+detection worker (``streams/``) does not today, so such a duplicate counts twice there.
 """
 from __future__ import annotations
 
