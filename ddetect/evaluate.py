@@ -722,8 +722,9 @@ def write_report(s: Summary, out_dir: str | os.PathLike, *, settings: Mapping, p
     if pngs:
         md += ["## Plots", "",
                "Metric of the labelled scope per window (by event time); incident shaded; firing alerts that",
-               "matched the label as red lines, their resolution as green dashed lines. On the clean scenario,",
-               "each false alarm's own scope and metric.", ""]
+               "matched the label as red lines, their resolution as green dashed lines; grey: the rate's",
+               "denominator per window. On the clean scenario, each false alarm's own scope and metric. A window's",
+               "complaint rate can exceed 1: complaints arrive hours after the deliveries they refer to.", ""]
         for name, path in pngs.items():
             md += [f"### {name}", "", f"![{name}]({path.name})", ""]
     md += ["## Definitions", "", *_definitions()]

@@ -5,7 +5,6 @@ import math
 from collections import Counter
 
 import matplotlib.image
-import numpy as np
 import pytest
 
 from ddetect.evaluate import TrafficIndex, main_evaluate, plot_run, window_series
