@@ -13,8 +13,6 @@ import math
 from collections import defaultdict
 from typing import Iterable, Mapping, MutableMapping, Sequence
 
-import numpy as np
-
 from . import detectors
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
@@ -159,7 +157,7 @@ class Engine:
             st = self.states[sid]
             if st["first"] is None or start < st["first"]:
                 continue
-            counts = np.asarray(st["windows"].pop(key, zeros))
+            counts = st["windows"].pop(key, zeros)
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
             for rule in self.rules_by_scope.get(fields, ()):

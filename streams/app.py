@@ -26,13 +26,16 @@ log = logging.getLogger("ddetect.worker")
 
 
 class PartitionView(MutableMapping):
-    """The scope states of one partition, seen through the (all-partition) Faust table."""
+    """The scope states of one partition, seen through the (all-partition) Faust table.
 
-    def __init__(self, table: Any, partition: int, partitioner: Partitioner):
-        self.table, self.partition, self.partitioner = table, partition, partitioner
+    Iteration uses an index of the partition's scope ids kept next to its clock, not a
+    scan of the table: RocksDB-backed tables only iterate partitions the assignor lists as
+    active for the changelog, and a scan would cost O(all scopes) per closed window anyway.
+    The index is written back only when a scope is added or removed.
+    """
 
-    def _mine(self, key: str, value: dict) -> bool:
-        return self.partitioner(value["scope"].keys(), key) == self.partition
+    def __init__(self, table: Any, index: dict[str, int]):
+        self.table, self.index, self.dirty = table, index, False
 
     def __getitem__(self, key: str) -> dict:
         return self.table[key]
@@ -42,15 +45,20 @@ class PartitionView(MutableMapping):
 
     def __setitem__(self, key: str, value: dict) -> None:
         self.table[key] = value
+        if key not in self.index:
+            self.index[key] = 1
+            self.dirty = True
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]
+        self.index.pop(key, None)
+        self.dirty = True
 
     def __iter__(self) -> Iterator[str]:
-        return iter([k for k, v in list(self.table.items()) if self._mine(k, v)])
+        return iter(list(self.index))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self)
+        return len(self.index)
 
 
 def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = None,
@@ -77,7 +85,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
         broker_heartbeat_interval=1,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
-        table_standby_replicas=0,
+        table_standby_replicas=1,  # a second worker keeps a warm copy, so a handover is instant
         producer_acks=-1,
         logging_config=None,
     )
@@ -95,56 +103,89 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
 
     @app.agent(events_topic)
     async def count_events(stream):
-        async for values in stream.take(config.batch_size, within=config.batch_wait):
-            events: list[dict] = []
-            for raw in values:
-                good, bad = decode_events(raw)
-                events.extend(good)
-                for item, reason in bad:
-                    metrics.events_invalid.inc()
-                    metrics.dead_letters.labels("events").inc()
-                    await dlq_topic.send(value=dead_letter(item, reason, config.events_topic))
-            if not events:
-                continue
-            batch = EventBatch.from_events(events, vocab)
-            _observe_batch(metrics, batch)
-            per_partition: dict[int, list[dict]] = defaultdict(list)
-            for delta in aggregate(batch, scope_defs, window).values():
-                per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
-            newest = float(batch.timestamp.max())
-            # Every partition hears the newest event time, so its windows close on time
-            # even when none of its scopes were in this batch.
-            for p in range(config.partitions):
-                await deltas_topic.send(key=f"p{p}".encode(), partition=p,
-                                        value={"newest": newest, "deltas": per_partition.get(p, [])})
+        # noack_take: a batch's offsets are acknowledged only after its deltas were sent.
+        # Plain take() acks in a `finally`, so a worker stopped mid-batch would commit
+        # offsets of events it never counted.
+        async for batch_events in stream.noack_take(config.batch_size, within=config.batch_wait):
+            await _handle_batch([e.value for e in batch_events])
+            for ev in batch_events:
+                await stream.ack(ev)
+
+    async def _handle_batch(values: list) -> None:
+        events: list[dict] = []
+        for raw in values:
+            good, bad = decode_events(raw)
+            events.extend(good)
+            for item, reason in bad:
+                metrics.events_invalid.inc()
+                metrics.dead_letters.labels("events").inc()
+                await dlq_topic.send(value=dead_letter(item, reason, config.events_topic))
+        if not events:
+            return
+        try:
+            await _count_batch(events)
+        except Exception as exc:  # a bug must not stop the agent: park the batch, keep going
+            log.exception("counting a batch of %d events failed", len(events))
+            metrics.dead_letters.labels("events").inc()
+            await dlq_topic.send(value=dead_letter(events, f"internal error: {exc!r}", config.events_topic))
+
+    async def _count_batch(events: list[dict]) -> None:
+        batch = EventBatch.from_events(events, vocab)
+        _observe_batch(metrics, batch)
+        per_partition: dict[int, list[dict]] = defaultdict(list)
+        for delta in aggregate(batch, scope_defs, window).values():
+            per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
+        newest = float(batch.timestamp.max())
+        # Every partition hears the newest event time, so its windows close on time
+        # even when none of its scopes were in this batch.
+        for p in range(config.partitions):
+            await deltas_topic.send(key=f"p{p}".encode(), partition=p,
+                                    value={"newest": newest, "deltas": per_partition.get(p, [])})
+
+    clock_high = [0.0]  # newest closed-window bound over this worker's partitions
 
     @app.agent(deltas_topic)
     async def detect(stream):
         async for event in stream.events():
-            p = event.message.partition
-            meta = dict(clocks.get(f"p{p}") or {})
-            engine = Engine(ruleset, states=PartitionView(scope_state, p, partitioner), meta=meta)
-            value = event.value
-            late = 0
-            for d in value["deltas"]:
-                late += engine.apply_delta(delta_from_json(d))
-            if late:
-                metrics.events_late.inc(late)
-            started = time.perf_counter()
-            alerts = engine.advance(value["newest"])
-            if engine.meta.get("closed_until") != (clocks.get(f"p{p}") or {}).get("closed_until"):
-                metrics.evaluation_duration.observe(time.perf_counter() - started)
-            clocks[f"p{p}"] = dict(engine.meta)
-            metrics.watermark.set(engine.meta.get("closed_until") or 0)
-            for alert in alerts:
-                metrics.alerts.labels(alert["rule"], alert["severity"], alert["category"], alert["status"]).inc()
-                gauge = metrics.alerts_active.labels(alert["rule"], alert["severity"], alert["category"])
-                gauge.inc() if alert["status"] == "firing" else gauge.dec()
-                await alerts_topic.send(key=alert["dedup_key"].encode(), value=alert)
+            try:
+                p = event.message.partition
+                meta = dict(clocks.get(f"p{p}") or {})
+                # The offset is stored with the clock, in the same changelog as the scope
+                # states, so a message redelivered after a handover is recognised and skipped.
+                if event.message.offset <= meta.get("offset", -1):
+                    continue
+                meta["offset"] = event.message.offset
+                view = PartitionView(scope_state, dict(clocks.get(f"index:p{p}") or {}))
+                engine = Engine(ruleset, states=view, meta=meta)
+                value = event.value
+                late = 0
+                for d in value["deltas"]:
+                    late += engine.apply_delta(delta_from_json(d))
+                if late:
+                    metrics.events_late.inc(late)
+                started = time.perf_counter()
+                alerts = engine.advance(value["newest"])
+                if engine.meta.get("closed_until") != (clocks.get(f"p{p}") or {}).get("closed_until"):
+                    metrics.evaluation_duration.observe(time.perf_counter() - started)
+                clocks[f"p{p}"] = dict(engine.meta)
+                if view.dirty:
+                    clocks[f"index:p{p}"] = view.index
+                clock_high[0] = max(clock_high[0], engine.meta.get("closed_until") or 0)
+                metrics.watermark.set(clock_high[0])
+                for alert in alerts:
+                    metrics.alerts.labels(alert["rule"], alert["severity"], alert["category"], alert["status"]).inc()
+                    gauge = metrics.alerts_active.labels(alert["rule"], alert["severity"], alert["category"])
+                    gauge.inc() if alert["status"] == "firing" else gauge.dec()
+                    await alerts_topic.send(key=alert["dedup_key"].encode(), value=alert)
+            except Exception:  # keep consuming; the scope's state stays as last written
+                log.exception("detection step failed on partition %s", event.message.partition)
+                metrics.dead_letters.labels("scope-deltas").inc()
+
 
     @app.timer(5.0)
     async def report_scopes():
-        metrics.scopes_tracked.set(len(scope_state))
+        indexes = [clocks.get(f"index:p{p}") or {} for p in range(config.partitions)]
+        metrics.scopes_tracked.set(sum(len(i) for i in indexes))
 
     @app.page("/metrics")
     async def metrics_page(web, request):
