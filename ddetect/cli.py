@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: (subcommand, module, function(argv) -> int, help)
 _EXTERNAL: list[tuple[str, str, str, str]] = [
     ("worker", "streams.worker", "main_worker", "run a detection worker (Faust agents on Kafka)"),
+    ("evaluate", "ddetect.evaluate", "main_evaluate",
+     "detection quality on labelled simulated traffic: delays vs the exact CUSUM bound, false alarms, "
+     "precision/recall; Markdown report + plots"),
     ("simulate", "sim", "main_simulate", "simulate labelled ESP traffic: JSONL events + ground-truth labels"),
     ("normalize", "ddetect.cli", "main_normalize", "print the canonical events a raw ESP payload file produces"),
     ("ingest", "ddetect.cli", "main_ingest", "run the webhook ingest server (ESP webhooks -> Kafka)"),

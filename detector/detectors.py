@@ -49,6 +49,13 @@ def _round_sig(p: float, digits: int = 2) -> float:
     return float(f"{p:.{digits}g}")
 
 
+def _baseline(rule: Rule, learned: float) -> float:
+    """Clamp a learned rate: the floor avoids p0 = 0, the cap stops an incident that began
+    during warm-up from becoming the baseline (a 15% block rate is never "normal")."""
+    p0 = max(learned, rule.baseline_floor)
+    return min(p0, rule.baseline_cap) if rule.baseline_cap is not None else p0
+
+
 def _warm(rule: Rule, st: dict, x: int, n: int) -> bool:
     """Accumulate warm-up data; return True once the baseline can be frozen."""
     if n > 0:
@@ -89,7 +96,7 @@ def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Find
     if st["phase"] == "warmup":
         if not _warm(rule, st, x, n):
             return None
-        p0 = _round_sig(max(st["wx"] / st["wn"], rule.baseline_floor))
+        p0 = _round_sig(_baseline(rule, st["wx"] / st["wn"]))
         p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
         if not p0 < p1 < 1:
             p1 = min(p0 * rule.shift, 0.99)
@@ -116,7 +123,7 @@ def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
     if st["phase"] == "warmup":
         if not _warm(rule, st, x, n):
             return None
-        p0 = max(st["wx"] / st["wn"], rule.baseline_floor)
+        p0 = _baseline(rule, st["wx"] / st["wn"])
         rho = 0.0
         if rule.test == "betabinomial" and len(st["hist"]) >= 3:
             h = np.asarray(st["hist"], dtype=float)

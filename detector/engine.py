@@ -165,6 +165,11 @@ class Engine:
                 st["rules"][rule.name] = rst
                 metric = METRICS[rule.metric]
                 x, n = metric.pair(counts)
+                if rst["firing"] and not metric.is_volume and rule.resolve_idle_windows:
+                    rst["idle"] = 0 if n else rst.get("idle", 0) + 1
+                    if rst["idle"] >= rule.resolve_idle_windows:
+                        alerts.append((self._rule_order(rule), sid, self._resolve_idle(rule, rst, st, start)))
+                        continue
                 if rule.test in ("surge", "silence"):
                     finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
                 else:
@@ -226,6 +231,16 @@ class Engine:
             return None
         alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
         rst.update(firing=False, quiet=0, alert_id=None, fired_at=None)
+        return alert
+
+    def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float) -> dict:
+        """Resolve an alert whose scope stopped sending: a finished bulk send has no calm windows."""
+        alert = build_alert(rule=rule, status="resolved", scope=st["scope"], the_alert_id=rst["alert_id"],
+                            window=(start, start + self.window), x=0, n=0, baseline=rst.get("p0"),
+                            threshold=None, p_value=None, statistic=None, reasons={}, affected=0,
+                            fired_at=rst["fired_at"], extra={"resolved_by": "no traffic",
+                                                             "idle_windows": rst["idle"]})
+        rst.update(firing=False, quiet=0, idle=0, alert_id=None, fired_at=None)
         return alert
 
     # --- introspection ----------------------------------------------------------------

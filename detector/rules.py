@@ -48,11 +48,13 @@ class Rule:
     warmup_messages: int = 0
     warmup_windows: int = 1
     resolve_windows: int = 3
+    resolve_idle_windows: int = 12   # a firing rate alert resolves after this many windows without traffic
     # cusum
     shift: float = 2.5
     p1: float | None = None
     arl0: float = 1e7
     baseline_floor: float = 1e-4
+    baseline_cap: float | None = None
     # window tests
     q: float = 0.01
     span_windows: int = 1
@@ -142,6 +144,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "resolve": ("resolve", None), "enabled": ("bool", None),
     "shift": ("shift", ("cusum",)), "p1": ("prob", ("cusum",)), "arl0": ("arl0", ("cusum",)),
     "baseline_floor": ("prob", ("cusum", "binomial", "betabinomial")),
+    "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
     "q": ("prob", ("binomial", "betabinomial")),
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
     "min_effect": ("ratio", ("binomial", "betabinomial")),
@@ -258,7 +261,7 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
             if not isinstance(vnode, yaml.MappingNode):
                 errs.add(vnode, f"{key} must be a mapping", rname)
                 continue
-            allowed = ("messages", "windows") if kind == "warmup" else ("windows",)
+            allowed = ("messages", "windows") if kind == "warmup" else ("windows", "idle_windows")
             for sk, (sknode, svnode) in _mapping(vnode).items():
                 if sk not in allowed:
                     errs.add(sknode, f"unknown key {key}.{sk} (allowed: {', '.join(allowed)})", rname)
@@ -283,6 +286,9 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         return None
     if values["test"] == "policy" and "rate" not in values:
         errs.add(node, "a policy rule needs 'rate' (the policy threshold, e.g. 0.003)", rname)
+        return None
+    if values.get("baseline_cap") is not None and values["baseline_cap"] < values.get("baseline_floor", 1e-4):
+        errs.add(keys["baseline_cap"][1], "baseline_cap must be >= baseline_floor", rname)
         return None
     if values.get("resolve_windows") == 0:
         errs.add(keys["resolve"][1], "resolve.windows must be >= 1", rname)

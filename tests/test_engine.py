@@ -146,3 +146,29 @@ def test_state_round_trips_through_json():
     a2 = e2.process(events[half:]) + e2.flush()
     _, full = run(events, batch=half)
     assert a1 + a2 == full
+
+
+def test_incident_during_warmup_is_capped_not_learned():
+    """An incident that starts before the baseline is frozen must not become the baseline."""
+    rules = RULES.replace("    baseline_floor: 0.002\n    min_volume: 50\n",
+                          "    baseline_floor: 0.002\n    baseline_cap: 0.02\n    min_volume: 50\n", 1)
+    early = {**INCIDENT, "start": T0 + 600, "end": T0 + 4 * 3600, "hard": 0.15}
+    _, capped = run(stream(seed=8, start=T0, hours=5, rate_per_s=4, incident=early), rules=rules)
+    _, uncapped = run(stream(seed=8, start=T0, hours=5, rate_per_s=4, incident=early))
+    fired = [a for a in capped if a["rule"] == "hard_bounce_spike" and a["status"] == "firing"]
+    assert fired and fired[0]["scope"]["mailbox_provider"] == "gmail" and fired[0]["baseline"] == 0.02
+    late = [a for a in uncapped if a["rule"] == "hard_bounce_spike" and a["status"] == "firing"
+            and a["scope"]["mailbox_provider"] == "gmail"]
+    # Without the cap the incident is learned as the baseline (p0 > 2%) and detection is late or absent.
+    assert all(a["baseline"] > 0.02 and a["detected_at"] > fired[0]["detected_at"] + 1800 for a in late)
+
+
+def test_firing_alert_resolves_when_the_scope_stops_sending():
+    events = [e for e in stream(seed=9, start=T0, hours=6, rate_per_s=4, campaigns=("spring", "other"),
+                                incident={**INCIDENT, "end": T0 + 6 * 3600})
+              if not (e["campaign"] == "spring" and e["timestamp"] >= T0 + 3.5 * 3600)]
+    _, alerts = run(events)
+    gm = [a for a in alerts if a["rule"] == "hard_bounce_spike" and a["scope"]["mailbox_provider"] == "gmail"]
+    assert [a["status"] for a in gm] == ["firing", "resolved"]
+    assert gm[1]["evidence"]["resolved_by"] == "no traffic"
+    assert gm[1]["window"]["start"] >= T0 + 3.5 * 3600 + 11 * 300
