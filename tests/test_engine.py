@@ -152,15 +152,15 @@ def test_incident_during_warmup_is_capped_not_learned():
     """An incident that starts before the baseline is frozen must not become the baseline."""
     rules = RULES.replace("    baseline_floor: 0.002\n    min_volume: 50\n",
                           "    baseline_floor: 0.002\n    baseline_cap: 0.02\n    min_volume: 50\n", 1)
-    early = {**INCIDENT, "start": T0 + 600, "end": T0 + 4 * 3600, "hard": 0.15}
+    early = {**INCIDENT, "start": T0 + 600, "end": T0 + 4 * 3600, "hard": 0.08}
     _, capped = run(stream(seed=8, start=T0, hours=5, rate_per_s=4, incident=early), rules=rules)
     _, uncapped = run(stream(seed=8, start=T0, hours=5, rate_per_s=4, incident=early))
     fired = [a for a in capped if a["rule"] == "hard_bounce_spike" and a["status"] == "firing"]
     assert fired and fired[0]["scope"]["mailbox_provider"] == "gmail" and fired[0]["baseline"] == 0.02
+    # Without the cap the incident leaks into the baseline (p0 ~ 4%): detection comes later.
     late = [a for a in uncapped if a["rule"] == "hard_bounce_spike" and a["status"] == "firing"
             and a["scope"]["mailbox_provider"] == "gmail"]
-    # Without the cap the incident is learned as the baseline (p0 > 2%) and detection is late or absent.
-    assert all(a["baseline"] > 0.02 and a["detected_at"] > fired[0]["detected_at"] + 1800 for a in late)
+    assert all(a["baseline"] > 0.03 and a["detected_at"] > fired[0]["detected_at"] for a in late)
 
 
 def test_firing_alert_resolves_when_the_scope_stops_sending():
