@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import beta as beta_dist
 
 from . import cusum, policy, volume, window_test
 from .rules import Rule
 
 _MAX_HISTORY = 288  # windows of (x, n) kept for overdispersion estimates
+BASELINE_CONFIDENCE = 0.95
 
 
 @dataclass
@@ -49,9 +51,16 @@ def _round_sig(p: float, digits: int = 2) -> float:
     return float(f"{p:.{digits}g}")
 
 
-def _baseline(rule: Rule, learned: float) -> float:
-    """Clamp a learned rate: the floor avoids p0 = 0, the cap stops an incident that began
-    during warm-up from becoming the baseline (a 15% block rate is never "normal")."""
+def _baseline(rule: Rule, x: int, n: int) -> float:
+    """The frozen baseline: an upper confidence bound of the warm-up rate, clamped.
+
+    The chart's false-alarm rate holds only if the true in-control rate is <= p0; a point
+    estimate from a few thousand messages is too low half of the time (12 bounces in 2,000
+    can easily be a 1% list), so the one-sided 95% Clopper-Pearson upper bound is used. The
+    floor avoids p0 = 0; the cap stops an incident that began during warm-up from becoming
+    the baseline (a 15% block rate is never "normal").
+    """
+    learned = float(beta_dist.ppf(BASELINE_CONFIDENCE, x + 1, n - x)) if x < n else 1.0
     p0 = max(learned, rule.baseline_floor)
     return min(p0, rule.baseline_cap) if rule.baseline_cap is not None else p0
 
@@ -96,7 +105,7 @@ def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Find
     if st["phase"] == "warmup":
         if not _warm(rule, st, x, n):
             return None
-        p0 = _round_sig(_baseline(rule, st["wx"] / st["wn"]))
+        p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
         p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
         if not p0 < p1 < 1:
             p1 = min(p0 * rule.shift, 0.99)
@@ -123,7 +132,7 @@ def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
     if st["phase"] == "warmup":
         if not _warm(rule, st, x, n):
             return None
-        p0 = _baseline(rule, st["wx"] / st["wn"])
+        p0 = _baseline(rule, st["wx"], st["wn"])
         rho = 0.0
         if rule.test == "betabinomial" and len(st["hist"]) >= 3:
             h = np.asarray(st["hist"], dtype=float)

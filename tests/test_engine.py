@@ -79,7 +79,8 @@ def test_injected_gmail_hard_bounce_incident_fires_right_rule_and_scope_once():
     assert fired["evidence"]["top_reasons"][0]["smtp_code"] == 550
     assert fired["evidence"]["affected_recipients"] > 0
     assert fired["runbook"][0].startswith("Stop the fire")
-    assert fired["observed"]["rate"] > 0.03 and fired["baseline"] == pytest.approx(0.01, rel=0.3)
+    # The frozen baseline is the 95% upper bound of the warm-up rate (true rate 1%).
+    assert fired["observed"]["rate"] > 0.03 and 0.01 <= fired["baseline"] <= 0.02
     json.dumps(alerts)  # alerts are plain JSON (no NaN/inf objects, no numpy types)
     assert "@" not in json.dumps(alerts)
 
