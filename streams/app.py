@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any, Iterator, MutableMapping
@@ -12,6 +13,8 @@ import faust
 import numpy as np
 
 from ddetect.metrics import Metrics, default_metrics
+from ddetect.metrics_http import metrics_response
+from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
 from detector.engine import Engine
 from detector.event import EVENT_TYPES
@@ -23,6 +26,12 @@ from .config import WorkerConfig
 from .partitioning import Partitioner
 
 log = logging.getLogger("ddetect.worker")
+
+#: Label bounds of the deliverability counters. Vocabulary codes are handed out in
+#: first-seen order, so "code < N" keeps the first N distinct values a worker saw; later
+#: ones share the label "other", and a null field is "none".
+MAX_SENDING_DOMAIN_LABELS = 50
+MAX_MAILBOX_PROVIDER_LABELS = 50
 
 
 class PartitionView(MutableMapping):
@@ -129,9 +138,11 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
             metrics.dead_letters.labels("events").inc()
             await dlq_topic.send(value=dead_letter(events, f"internal error: {exc!r}", config.events_topic))
 
+    campaigns = campaign_collector(metrics.registry)
+
     async def _count_batch(events: list[dict]) -> None:
         batch = EventBatch.from_events(events, vocab)
-        _observe_batch(metrics, batch)
+        _observe_batch(metrics, batch, campaigns)
         per_partition: dict[int, list[dict]] = defaultdict(list)
         for delta in aggregate(batch, scope_defs, window).values():
             per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
@@ -187,11 +198,36 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
         indexes = [clocks.get(f"index:p{p}") or {} for p in range(config.partitions)]
         metrics.scopes_tracked.set(sum(len(i) for i in indexes))
 
+    lag_series: set[tuple[str, str]] = set()  # consumer_lag label sets this worker exports
+
+    @app.timer(5.0)
+    async def report_consumer_lag():
+        # A metrics timer must never take the worker down: errors (a rebalance in
+        # progress, a broker hiccup) skip one report.
+        try:
+            await _report_consumer_lag()
+        except Exception as exc:
+            log.debug("consumer lag not reported this round: %r", exc)
+
+    async def _report_consumer_lag() -> None:
+        consumer = app.consumer
+        watched = {events_topic.get_topic_name(), deltas_topic.get_topic_name()}
+        tps = sorted(tp for tp in consumer.assignment() if tp.topic in watched)
+        ends = dict(await consumer.highwaters(*tps)) if tps else {}
+        # Faust records the offsets it committed (the next offset to read). Nothing
+        # committed yet means the group starts at the log start (auto_offset_reset=earliest).
+        committed = {tp: consumer._committed_offset.get(tp) for tp in tps}
+        missing = [tp for tp in tps if committed[tp] is None]
+        starts = dict(await consumer.earliest_offsets(*missing)) if missing else {}
+        lags = partition_lags(tps, ends, committed, starts)
+        set_lag_gauges(metrics, lags, lag_series)
+
     @app.page("/metrics")
     async def metrics_page(web, request):
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        body, content_type = metrics_response(metrics.registry)
+        # The full header (text/plain; version=0.0.4; charset=utf-8): aiohttp's
+        # content_type= argument refuses parameters.
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     @app.page("/healthz")
     async def healthz(web, request):
@@ -208,16 +244,105 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     return app
 
 
-def _observe_batch(metrics: Metrics, batch: EventBatch) -> None:
-    """Per-type counters from the batch's code columns (a bincount, not a loop over events)."""
+_campaign_collectors: "weakref.WeakKeyDictionary[Any, CampaignRatesCollector]" = weakref.WeakKeyDictionary()
+
+
+def campaign_collector(registry) -> CampaignRatesCollector:
+    """The top-N campaign collector of ``registry``, registered on first use.
+
+    One per registry, not per app: a second app in the same process (tests, the demo)
+    shares the default registry, and registering a second collector there would fail.
+    """
+    collector = _campaign_collectors.get(registry)
+    if collector is None:
+        collector = _campaign_collectors[registry] = CampaignRatesCollector(registry=registry)
+    return collector
+
+
+def _bounded(codes: np.ndarray, values: list[str], limit: int) -> tuple[np.ndarray, list[str]]:
+    """Label index per row, and the label names: first ``limit`` values, then other, none."""
+    named = min(len(values), limit)
+    idx = np.where(codes < 0, named + 1, np.minimum(codes.astype(np.int64), named))
+    return idx, list(values[:named]) + ["other", "none"]
+
+
+def _observe_batch(metrics: Metrics, batch: EventBatch,
+                   campaigns: CampaignRatesCollector | None = None) -> None:
+    """Counters from the batch's code columns: bincounts over label combinations, so the
+    Python work is per label set present in the batch, never per event."""
+    n_types, n_bounce = len(EVENT_TYPES), len(BOUNCE_CLASSES) + 1
+    tcode = batch.type_code.astype(np.int64)
     bcode = batch.bounce_code.astype(np.int64) + 1  # -1 (none) -> 0
-    combo = np.bincount(batch.type_code.astype(np.int64) * (len(BOUNCE_CLASSES) + 1) + bcode,
-                        minlength=len(EVENT_TYPES) * (len(BOUNCE_CLASSES) + 1))
+    bounce_names = ("none",) + BOUNCE_CLASSES
+    combo = np.bincount(tcode * n_bounce + bcode, minlength=n_types * n_bounce)
     for idx in np.flatnonzero(combo):
-        t, b = divmod(int(idx), len(BOUNCE_CLASSES) + 1)
-        metrics.events_processed.labels(EVENT_TYPES[t], BOUNCE_CLASSES[b - 1] if b else "none").inc(int(combo[idx]))
+        t, b = divmod(int(idx), n_bounce)
+        metrics.events_processed.labels(EVENT_TYPES[t], bounce_names[b]).inc(int(combo[idx]))
+
+    prov, prov_names = _bounded(batch.fields["mailbox_provider"], batch.vocab["mailbox_provider"].values,
+                                MAX_MAILBOX_PROVIDER_LABELS)
+    combo = np.bincount((prov * n_types + tcode) * n_bounce + bcode, minlength=len(prov_names) * n_types * n_bounce)
+    for idx in np.flatnonzero(combo):
+        rest, b = divmod(int(idx), n_bounce)
+        p, t = divmod(rest, n_types)
+        metrics.deliverability_events.labels(prov_names[p], EVENT_TYPES[t], bounce_names[b]).inc(int(combo[idx]))
+
+    dom, dom_names = _bounded(batch.fields["sending_domain"], batch.vocab["sending_domain"].values,
+                              MAX_SENDING_DOMAIN_LABELS)
+    combo = np.bincount(dom * n_types + tcode, minlength=len(dom_names) * n_types)
+    for idx in np.flatnonzero(combo):
+        d, t = divmod(int(idx), n_types)
+        metrics.domain_events.labels(dom_names[d], EVENT_TYPES[t]).inc(int(combo[idx]))
+
+    if campaigns is not None:
+        observe_campaigns(campaigns, batch)
+
     newest = float(batch.timestamp.max())
     metrics.last_event_timestamp.set(newest)
     lateness = time.time() - newest
     if lateness >= 0:
         metrics.event_lateness.observe(lateness)
+
+
+def observe_campaigns(collector: CampaignRatesCollector, batch: EventBatch) -> None:
+    """Feed per-campaign, per-type counts of a batch to the top-N collector (one call per campaign)."""
+    codes = batch.fields["campaign"]
+    rows = codes >= 0
+    if not rows.any():
+        return
+    n_types = len(EVENT_TYPES)
+    uniq, inverse = np.unique(codes[rows], return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1) * n_types + batch.type_code[rows].astype(np.int64),
+                         minlength=uniq.size * n_types).reshape(uniq.size, n_types)
+    names = batch.vocab["campaign"].values
+    for code, row in zip(uniq.tolist(), counts.tolist()):
+        collector.observe(names[code], {EVENT_TYPES[t]: n for t, n in enumerate(row) if n})
+
+
+def partition_lags(tps, ends: dict, committed: dict, starts: dict) -> dict[tuple[str, str], int]:
+    """Lag per (topic, partition label): end offset minus committed offset (or log start
+    when nothing is committed). Partitions without a known end offset are left out."""
+    out = {}
+    for tp in tps:
+        end = ends.get(tp)
+        if end is None:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            done = starts.get(tp, 0)
+        out[(tp.topic, str(tp.partition))] = max(int(end) - int(done), 0)
+    return out
+
+
+def set_lag_gauges(metrics: Metrics, lags: dict[tuple[str, str], int], exported: set[tuple[str, str]]) -> None:
+    """Set the lag gauges and drop the series of partitions no longer assigned here, so
+    a partition that moved to another worker is not reported twice (stale and live)."""
+    for labels, lag in lags.items():
+        metrics.consumer_lag.labels(*labels).set(lag)
+    for labels in exported - set(lags):
+        try:
+            metrics.consumer_lag.remove(*labels)
+        except KeyError:
+            pass
+    exported.clear()
+    exported.update(lags)
