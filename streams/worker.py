@@ -39,6 +39,14 @@ def main_worker(argv: Sequence[str]) -> int:
 
 def main() -> None:
     from .app import create_app
+    from .topics import ensure_topics
 
-    app = create_app(WorkerConfig())
+    config = WorkerConfig()
+    compact = {"cleanup.policy": "compact"}
+    ensure_topics(config.broker, {
+        f"{config.app_id}-scope-deltas": (config.partitions, {}),
+        f"{config.app_id}-scope-state-changelog": (config.partitions, compact),
+        f"{config.app_id}-clock-changelog": (config.partitions, compact),
+    })
+    app = create_app(config)
     app.main()
