@@ -32,6 +32,8 @@ FIELDS = (
     "mailbox_provider", "smtp_code", "reason", "message_id",
 )
 REQUIRED = ("event_id", "provider", "type", "timestamp", "campaign", "recipient_domain")
+_FIELD_SET = frozenset(FIELDS)
+_TYPE_SET = frozenset(EVENT_TYPES)
 _OPTIONAL_STR = ("sending_domain", "ip_pool", "recipient_hash", "reason", "message_id")
 MAX_REASON_CHARS = 500
 
@@ -44,11 +46,11 @@ class EventError(ValueError):
         self.field = field
 
 
-def _require_str(ev: Mapping[str, Any], name: str, *, allow_empty: bool = False) -> str:
+def _require_str(ev: Mapping[str, Any], name: str) -> str:
     value = ev.get(name)
-    if not isinstance(value, str):
+    if type(value) is not str and not isinstance(value, str):
         raise EventError(name, f"must be a string, got {type(value).__name__}")
-    if not allow_empty and not value.strip():
+    if not value or value.isspace():
         raise EventError(name, "must not be empty")
     return value
 
@@ -59,10 +61,10 @@ def validate_event(ev: Any) -> dict:
     Derived fields are filled in when absent (``mailbox_provider`` from the recipient
     domain, ``bounce_class`` = ``undetermined`` for a bounce without a class).
     """
-    if not isinstance(ev, Mapping):
+    if type(ev) is not dict and not isinstance(ev, Mapping):
         raise EventError("event", f"must be a JSON object, got {type(ev).__name__}")
-    unknown = sorted(set(ev) - set(FIELDS))
-    if unknown:
+    if not _FIELD_SET.issuperset(ev):
+        unknown = sorted(set(ev) - _FIELD_SET)
         raise EventError(unknown[0], "unknown field (allowed: " + ", ".join(FIELDS) + ")")
     for name in REQUIRED:
         if name not in ev or ev[name] is None:
@@ -72,7 +74,7 @@ def validate_event(ev: Any) -> dict:
     out["event_id"] = _require_str(ev, "event_id")
     out["provider"] = _require_str(ev, "provider")
     etype = _require_str(ev, "type")
-    if etype not in EVENT_TYPES:
+    if etype not in _TYPE_SET:
         raise EventError("type", f"{etype!r} is not one of {', '.join(EVENT_TYPES)}")
     out["type"] = etype
 
@@ -87,7 +89,7 @@ def validate_event(ev: Any) -> dict:
     out["bounce_class"] = bclass
 
     ts = ev["timestamp"]
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+    if type(ts) is not float and (isinstance(ts, bool) or not isinstance(ts, (int, float))):
         raise EventError("timestamp", f"must be a number of Unix seconds, got {type(ts).__name__}")
     ts = float(ts)
     if not math.isfinite(ts) or ts < 0 or ts > 32503680000:  # year 3000
@@ -103,7 +105,7 @@ def validate_event(ev: Any) -> dict:
 
     for name in _OPTIONAL_STR:
         value = ev.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is not None and type(value) is not str and not isinstance(value, str):
             raise EventError(name, f"must be a string or null, got {type(value).__name__}")
         out[name] = value
     if out["reason"] is not None:
