@@ -90,10 +90,6 @@ class WorkerRun:
         self.deltas_topic = f"{self.app_id}-scope-deltas"
         self.events_partitions, self.partitions = events_partitions, partitions
         create_topic(bootstrap, self.events_topic, partitions=events_partitions)
-        # Created ahead, as a deployment does: a worker that declares it itself can race its
-        # own subscription (the group's first assignment skips a topic missing from the
-        # leader's metadata, and no deltas are consumed until the next metadata refresh).
-        create_topic(bootstrap, self.deltas_topic, partitions=partitions)
         rules = tmp / "rules.yaml"
         rules.write_text(RULES)
         self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DDETECT_RULES": str(rules),
