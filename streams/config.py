@@ -14,7 +14,6 @@
 | app_id             | DDETECT_APP_ID               | ddetect                     |
 | batch_size         | DDETECT_BATCH_SIZE           | 500 messages per take()     |
 | batch_wait         | DDETECT_BATCH_WAIT           | 0.2 s                       |
-| guarantee          | DDETECT_GUARANTEE            | exactly_once (at_least_once)|
 """
 from __future__ import annotations
 
@@ -43,7 +42,6 @@ class WorkerConfig:
     app_id: str = field(default_factory=lambda: _env("DDETECT_APP_ID", "ddetect"))
     batch_size: int = field(default_factory=lambda: _env("DDETECT_BATCH_SIZE", 500))
     batch_wait: float = field(default_factory=lambda: _env("DDETECT_BATCH_WAIT", 0.2))
-    guarantee: str = field(default_factory=lambda: _env("DDETECT_GUARANTEE", "exactly_once"))
 
     def export_env(self) -> dict[str, str]:
         """The environment that reproduces this config in a child process."""
@@ -51,6 +49,5 @@ class WorkerConfig:
                  "store": "DDETECT_STORE", "web_port": "DDETECT_WEB_PORT", "partitions": "DDETECT_PARTITIONS",
                  "events_topic": "DDETECT_EVENTS_TOPIC", "dlq_topic": "DDETECT_DLQ_TOPIC",
                  "alerts_topic": "DDETECT_ALERTS_TOPIC", "app_id": "DDETECT_APP_ID",
-                 "batch_size": "DDETECT_BATCH_SIZE", "batch_wait": "DDETECT_BATCH_WAIT",
-                 "guarantee": "DDETECT_GUARANTEE"}
+                 "batch_size": "DDETECT_BATCH_SIZE", "batch_wait": "DDETECT_BATCH_WAIT"}
         return {names[f.name]: str(getattr(self, f.name)) for f in fields(self)}
