@@ -155,11 +155,13 @@ def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
     xs, ns = _span(rule, st, x, n)
     if ns < max(1, rule.min_volume):
         return None
-    if rule.method == "wilson":
+    if xs / ns <= rule.rate:
+        lower = None  # the lower bound never exceeds the point estimate: no need to compute it
+    elif rule.method == "wilson":
         lower = float(policy.wilson_lower(xs, ns, rule.alpha))
     else:
         lower = float(policy.clopper_pearson_lower(xs, ns, rule.alpha))
-    fire = lower > rule.rate
+    fire = lower is not None and lower > rule.rate
     return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and xs / ns < rule.rate),
                    statistic=lower, baseline=None, threshold=rule.rate, extra={"lower_bound": lower})
 
