@@ -62,34 +62,10 @@ sys.path.insert(0, str(REPO))
 
 from tests.kafka_fixture import KafkaBroker, _die_with_parent, create_topic, free_port  # noqa: E402
 
-# The integration tests' rules (tests/streams/test_pipeline_kafka.py): short windows, so
-# alert latency is measured on a stream of a couple of event-time hours.
-LATENCY_RULES = """
-settings: {window: 60s, allowed_lateness: 30s}
-rules:
-  - name: hard_bounce_spike
-    test: cusum
-    metric: hard_bounce_rate
-    scope: [campaign, mailbox_provider]
-    category: technical
-    severity: critical
-    shift: 3
-    arl0: 1.0e+7
-    baseline_floor: 0.002
-    min_volume: 20
-    warmup: {messages: 1000, windows: 3}
-    resolve: {windows: 3}
-  - name: bounce_outlier
-    test: binomial
-    metric: hard_bounce_rate
-    scope: [campaign]
-    category: technical
-    severity: warning
-    q: 0.001
-    min_effect: 2
-    min_volume: 100
-    warmup: {messages: 2000, windows: 3}
-"""
+# The integration tests' rules: short windows, so alert latency is measured on a stream of a
+# couple of event-time hours.
+from tests.streams.test_pipeline_kafka import RULES as LATENCY_RULES  # noqa: E402
+
 T0 = 1_700_000_000.0
 PRECREATE_INTERNAL = [True]  # see Worker.start; --no-precreate to reproduce the start-up race
 WARNINGS: list[str] = []
