@@ -111,34 +111,46 @@ def pipeline():
     p.stop()
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path, pipeline):
-    binary = require_binary("prometheus")
+def start_prometheus(binary: str, tmp: Path, target_port: int) -> tuple[str, subprocess.Popen]:
+    """A real Prometheus scraping 127.0.0.1:target_port every second with the repo's rule files."""
     port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(p) for p in RULE_FILES],
         "scrape_configs": [{"job_name": "ddetect-worker",
-                            "static_configs": [{"targets": [f"127.0.0.1:{pipeline.port}"]}]}],
+                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = open(tmp_path / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with open(tmp / "prometheus.log", "w") as log:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'prom-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: http_ok(base + "/-/ready"), "Prometheus to become ready", proc, tmp_path)
+        wait_for(lambda: http_ok(base + "/-/ready"), "Prometheus to become ready", proc, tmp)
+    except BaseException:
+        stop_prometheus(proc)
+        raise
+    return base, proc
+
+
+def stop_prometheus(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, pipeline):
+    base, proc = start_prometheus(require_binary("prometheus"), tmp_path, pipeline.port)
+    try:
         yield base, proc, tmp_path
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_prometheus(proc)
 
 
 def http_ok(url: str) -> bool:

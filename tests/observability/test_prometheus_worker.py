@@ -16,42 +16,19 @@ for that, a few seconds).
 from __future__ import annotations
 
 import math
-import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import yaml
 
 from detector.rules import load_rules_text
 from tests.streams.test_pipeline_kafka import RULES
 from tests.streams.test_worker_metrics import T0, WorkerRun, _dump, make_events, produce
 
-from .test_prometheus_scrape import free_port, http_ok, vector, wait_for
-from .tooling import RULE_FILES, require_binary
+from .test_prometheus_scrape import start_prometheus, stop_prometheus, vector, wait_for
+from .tooling import require_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
-
-
-def start_prometheus(binary: str, tmp: Path, target_port: int) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(p) for p in RULE_FILES],
-        "scrape_configs": [{"job_name": "ddetect-worker",
-                            "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}],
-    }
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = open(tmp / "prometheus.log", "w")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'prom-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_ok(base + "/-/ready"), "Prometheus to become ready", proc, tmp)
-    return base, proc
 
 
 def scalar(base: str, expr: str) -> float | None:
@@ -75,12 +52,7 @@ def worker_and_prometheus(kafka_bootstrap, tmp_path):
         yield run, worker, base, proc, tmp_path
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_prometheus(proc)
         run.stop()
 
 
