@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from detector.counts import SCOPE_FIELDS, TYPE_CODE, EventBatch, Vocabulary, aggregate
-from detector.engine import Engine
+from detector.engine import Engine, sequence_types
 from detector.rules import default_rules_path, load_rules
 
 N = 1_000_000
@@ -55,7 +55,8 @@ def main() -> int:
     batch = synthetic_batch(N)
     scopes = rs.scopes()
     t_base = best_of(lambda: np.bincount(batch.type_code.astype(np.int64) * 4 + (batch.bounce_code + 1), minlength=64))
-    t_agg = best_of(lambda: aggregate(batch, scopes, rs.settings.window))
+    sequences = sequence_types(rs)  # the CUSUM scopes also carry their trials' order
+    t_agg = best_of(lambda: aggregate(batch, scopes, rs.settings.window, sequences))
 
     def feed(engine, b, step=100_000):  # 100k-event batches, as a replay or a worker would
         for i in range(0, len(b), step):

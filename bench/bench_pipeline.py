@@ -209,10 +209,12 @@ def stage_costs(messages: list[bytes], window: float) -> dict[str, float]:
     """In-process CPU per event (us) of each per-event step of the worker's count stage on
     the same messages, best of 3: what bounds the worker when the baseline is only the first."""
     from detector.counts import SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
+    from detector.engine import sequence_types
     from detector.event import validate_event
     from detector.rules import default_rules_path, load_rules
 
-    scopes = load_rules(default_rules_path()).scopes()
+    ruleset = load_rules(default_rules_path())
+    scopes, sequences = ruleset.scopes(), sequence_types(ruleset)
     decoded = [json.loads(m) for m in messages]
     valid = [[validate_event(e) for e in batch] for batch in decoded]
     vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
@@ -230,7 +232,7 @@ def stage_costs(messages: list[bytes], window: float) -> dict[str, float]:
     return {"json.loads": per_event(json.loads, messages),
             "validate_event": per_event(lambda b: [validate_event(e) for e in b], decoded),
             "EventBatch.from_events": per_event(lambda v: EventBatch.from_events(v, vocab), valid),
-            "aggregate": per_event(lambda b: aggregate(b, scopes, window), batches)}
+            "aggregate": per_event(lambda b: aggregate(b, scopes, window, sequences), batches)}
 
 
 def topic_records(bootstrap: str, prefix: str) -> dict[str, int]:

@@ -22,8 +22,9 @@ Matching (one firing alert, one label):
 A firing alert that matches no label is a false alarm. Precision = matched firing alerts /
 all firing alerts; recall = labels with at least one matched alert / all labels.
 
-Delays: seconds from onset to ``detected_at`` (the event-time end of the window that
-fired), and messages of the labelled scope accepted in between. For a CUSUM rule on the
+Delays: seconds from onset to ``detected_at`` (for a CUSUM rule, the newest event time the
+chart had seen when it crossed its threshold, message by message; for window tests, the
+event-time end of the window that fired), and messages of the labelled scope accepted in between. For a CUSUM rule on the
 label's metric the delay is also measured as *chart trials*: the events the rate counts
 as trials (its denominator, e.g. delivered + bounced) in the alert's scope with event time
 in ``[onset, detected_at)``, i.e. what the chart had seen when it fired. They are compared
@@ -32,7 +33,8 @@ baseline from the alert, or the label's baseline raised to the rule's floor when
 missed; p1 = the label's incident rate; arl0 from the rule): the smallest mean delay any
 detector with that false-alarm rate can have; ratio = chart trials / bound, averaged over
 seeds. ``bound@window`` is the bound rounded up to the end of the window in which the
-bound-th trial falls (a window engine cannot fire before that window closes), and ``chart
+bound-th trial falls (what an engine that only decides at window close could at best do;
+the CUSUM charts here move per message and are not held to it), and ``chart
 ARL1`` the exact delay of the rule's own chart, tuned to its ``shift`` x p0 rather than to
 the actual shift. Labels of kind ``step`` with a CUSUM hint rule are held to the delay goal.
 
@@ -288,6 +290,18 @@ def window_bound(times: np.ndarray, k: float, window: float) -> int | None:
     return chart_trials(times, end)
 
 
+def seen_rate(index: "TrafficIndex", scope: Mapping[str, str], metric: str, t0: float, t1: float) -> float | None:
+    """The metric over the trials the chart saw between onset and alarm (event time).
+
+    The bound assumes every trial after the onset already shows the incident rate; when the
+    ESP reports an outcome only after retries (a 421 block bounces after the first retry),
+    the stream the detector can see ramps up instead, and this says by how much."""
+    if t1 <= t0:
+        return None
+    x, n = METRICS[metric].pair(index.counter_matrix(scope, t0, t1, t1 - t0)[0])
+    return x / n if n else None
+
+
 def window_series(index: TrafficIndex, scope: Mapping[str, str], metric: str, t0: float, t1: float,
                   window: float) -> dict:
     """Per-window (x, n) of ``metric`` on ``scope`` by event time, as the engine counts them."""
@@ -419,6 +433,8 @@ def evaluate_run(scenario: str, seed: int, *, scale: float, duration: float, rul
                 if first is not None:
                     row["trials"] = chart_trials(times, float(first["detected_at"]))
                     row["ratio"] = row["trials"] / nums["bound"]
+                    row["seen_rate"] = seen_rate(index, first["scope"], label["metric"], label["start"],
+                                                 float(first["detected_at"]))
             detections.append(row)
 
     armed_days = sum(max(0.0, end - since) for since in states.armed_since.values()) / DAY
@@ -447,15 +463,16 @@ def _evaluate_job(kwargs: dict) -> dict:
 def run_all(scenarios: Sequence[str], seeds: Sequence[int], *, scale: float, duration: float, rules_path: str,
             grace: float = DEFAULT_GRACE, jobs: int = 1, plots: bool = True,
             progress: Callable[[dict], None] | None = None,
-            clean_seeds: Sequence[int] | None = None) -> list[dict]:
+            clean_seeds: Sequence[int] | None = None, clean_duration: float | None = None) -> list[dict]:
     """Every scenario x seed (in parallel with ``jobs`` processes); series for plots on the first seed.
 
-    ``clean_seeds`` replaces ``seeds`` for the clean scenario: false-alarm rates need far
-    more exposure than detection delays do."""
+    ``clean_seeds`` and ``clean_duration`` replace ``seeds`` and ``duration`` for the clean
+    scenario: false-alarm rates need far more exposure than detection delays do."""
     todo = []
     for s in scenarios:
         mine = list(clean_seeds) if s == "clean" and clean_seeds else list(seeds)
-        todo += [dict(scenario=s, seed=seed, scale=scale, duration=duration, rules_path=rules_path, grace=grace,
+        span = clean_duration if s == "clean" and clean_duration else duration
+        todo += [dict(scenario=s, seed=seed, scale=scale, duration=span, rules_path=rules_path, grace=grace,
                       series=plots and seed == mine[0]) for seed in mine]
     results: list[dict] = []
     if jobs <= 1 or len(todo) == 1:
@@ -530,6 +547,9 @@ def summarize(runs: Sequence[dict]) -> Summary:
             "chart_arl1": _median([d["chart_arl1"] for d in ds if d.get("chart_arl1") is not None]),
             "ratio": _mean([d["ratio"] for d in det if d.get("ratio") is not None]),
             "ratio_max": max((d["ratio"] for d in det if d.get("ratio") is not None), default=None),
+            "seen_rate": _median([d["seen_rate"] for d in det if d.get("seen_rate") is not None]),
+            "incident_rate": _median([run["labels"][d["label"]].get("incident_rate") for run, d in items
+                                      if run["labels"][d["label"]].get("incident_rate") is not None]),
             "scopes": sorted({_scope_text(d["scope"]) for d in det}),
         })
 
@@ -586,9 +606,10 @@ def check_goals(s: Summary) -> list[Goal]:
         if row["detected"] < row["runs"] or row["ratio"] is None:
             bad.append(f"{what} missed in {row['runs'] - row['detected']}/{row['runs']} runs")
         elif row["ratio"] > GOAL_DELAY_RATIO:
-            floor = (f" (window floor {row['bound_window'] / row['bound']:.2f}x)"
-                     if row["bound_window"] is not None else "")
-            bad.append(f"{what} {row['ratio']:.2f}x{floor}")
+            seen = (f" (rate seen between onset and alarm {row['seen_rate']:.3g} vs incident rate "
+                    f"{row['incident_rate']:.3g})" if row.get("seen_rate") is not None
+                    and row.get("incident_rate") is not None else "")
+            bad.append(f"{what} {row['ratio']:.2f}x{seen}")
         else:
             checked.append(f"{what} {row['ratio']:.2f}x")
     goals.append(Goal(f"step-change delay <= {GOAL_DELAY_RATIO}x exact CUSUM bound",
@@ -658,8 +679,9 @@ def _fa_lines(s: Summary) -> list[str]:
     c, o = s.clean, s.overall
     lines = []
     if c["runs"]:
+        days = next(r["duration"] for r in s.runs if r["scenario"] == "clean") / DAY
         lines.append(f"clean: {c['false_alarms']} false alarms, {c['series']} series x "
-                     f"{s.runs[0]['duration'] / DAY:.3g} d over {c['runs']} runs = {c['scope_days']:.1f} scope-days -> "
+                     f"{days:.3g} d over {c['runs']} runs = {c['scope_days']:.1f} scope-days -> "
                      f"{_fmt(c['per_1000'], '.2f')} per 1,000 scope-days (95% upper {_fmt(c['upper95_per_1000'], '.2f')};"
                      f" per 1,000 armed series-days {_fmt(c['per_1000_armed'], '.2f')})")
     lines.append(f"all runs: {o['firing']} firing alerts, {o['matched']} matched, {o['false_alarms']} false alarms "
@@ -875,6 +897,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=_positive, default=DEFAULT_SCALE,
                    help=f"traffic volume multiplier (1 = ~1M events per 6 h; default {DEFAULT_SCALE:g})")
     p.add_argument("--duration", type=parse_duration, default=DEFAULT_DURATION, help="simulated period (default 6h)")
+    p.add_argument("--clean-duration", type=parse_duration, default=None,
+                   help="simulated period of the clean scenario (default: --duration)")
     p.add_argument("--rules", default=None, help="rule file (default: the shipped rules/default.yaml)")
     p.add_argument("--grace", type=parse_duration, default=DEFAULT_GRACE,
                    help="how long after a label's end an alert still matches it (default 1h; plus 3x signal lag)")
@@ -903,12 +927,14 @@ def main_evaluate(argv: Sequence[str] | None = None) -> int:
 
     runs = run_all(scenarios, args.seeds, scale=args.scale, duration=args.duration, rules_path=rules_path,
                    grace=args.grace, jobs=max(1, args.jobs), plots=not args.no_plots, progress=progress,
-                   clean_seeds=args.clean_seeds)
+                   clean_seeds=args.clean_seeds, clean_duration=args.clean_duration)
     summary = summarize(runs)
     print(format_table(summary))
     settings = {"scenarios": ",".join(scenarios), "seeds": ",".join(map(str, args.seeds))}
     if args.clean_seeds:
         settings["clean-seeds"] = ",".join(map(str, args.clean_seeds))
+    if args.clean_duration:
+        settings["clean-duration"] = f"{args.clean_duration / 3600:g}h"
     settings |= {"scale": f"{args.scale:g}",
                 "duration": f"{args.duration / 3600:g}h", "rules": os.path.relpath(rules_path)}
     files = write_report(summary, args.out, settings=settings, plots=not args.no_plots)

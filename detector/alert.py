@@ -70,7 +70,8 @@ def summary(rule: Rule, status: str, scope: Mapping[str, str], observed: Mapping
 def build_alert(*, rule: Rule, status: str, scope: Mapping[str, str], the_alert_id: str, window: tuple[float, float],
                 x: int, n: int, baseline: float | None, threshold: float | None, p_value: float | None,
                 statistic: float | None, reasons: Mapping[str, int], affected: int,
-                fired_at: float | None, extra: Mapping[str, Any] | None = None) -> dict:
+                fired_at: float | None, extra: Mapping[str, Any] | None = None,
+                detected_at: float | None = None) -> dict:
     metric = METRICS[rule.metric]
     observed = {"rate": (x / n if n else None) if not metric.is_volume else None, "events": int(x), "total": int(n)}
     alert = {
@@ -89,7 +90,7 @@ def build_alert(*, rule: Rule, status: str, scope: Mapping[str, str], the_alert_
         "p_value": p_value,
         "statistic": statistic,
         "window": {"start": window[0], "end": window[1]},
-        "detected_at": window[1],
+        "detected_at": window[1] if detected_at is None else detected_at,
         "fired_at": fired_at,
         "summary": summary(rule, status, scope, observed, baseline),
         "description": rule.description,

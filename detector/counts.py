@@ -8,6 +8,7 @@ bincounts rather than a million Python iterations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -90,6 +91,14 @@ class ScopeDelta:
     scope: dict[str, str]
     windows: dict[float, list[int]]
     reasons: dict[float, dict[str, int]]
+    #: Per window start that has any marks, the order of the scope's trials in this batch, for sequential
+    #: (per-message) CUSUM charts: ``[n, position, slot, timestamp, position, slot, ...]``
+    #: where ``n`` counts the events of the sequenced types and each triple marks one of them
+    #: that is not a plain delivery (``slot`` is a counter index: a bounce carries its class
+    #: slot). Deliveries are the unmarked positions, so the list stays short; it is flat
+    #: because one small object per bounce would wake Python's cyclic GC over the whole state.
+    #: A window with deliveries only has no entry: its ``n`` is in :attr:`windows`.
+    seq: dict[float, list] = field(default_factory=dict)
 
 
 def scope_id(fields: Sequence[str], values: Sequence[str]) -> str:
@@ -132,11 +141,54 @@ def _decode(uniq: np.ndarray, radix: list[int], vocabs: list[list[str]]) -> list
     return [[vocabs[i][int(parts[i][u])] for i in range(len(radix))] for u in range(uniq.size)]
 
 
-def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float) -> dict[str, ScopeDelta]:
+_DELIVERED = TYPE_CODE["delivered"]
+
+
+def _sequence_marks(batch: EventBatch, rows: np.ndarray, group: np.ndarray, n_groups: int,
+                    types: np.ndarray) -> tuple[np.ndarray, dict[int, list]]:
+    """Trials per group and, for groups that have any, the flat (position, slot, time) marks.
+
+    ``rows`` are the batch rows in the scope (arrival order) and ``group`` their
+    (scope, window) group; ``types`` is a boolean mask over type codes. Positions are
+    ranks in arrival order inside the group, found with one stable (radix) sort.
+    """
+    tc = batch.type_code[rows]
+    sub = np.flatnonzero(types[tc])
+    g = group[sub]
+    per_group = np.bincount(g, minlength=n_groups)
+    is_mark = tc[sub] != _DELIVERED
+    if not is_mark.any():
+        return per_group, {}
+    key = g.astype(np.uint16) if n_groups <= 1 << 16 else g  # 16-bit keys sort by radix
+    order = np.argsort(key, kind="stable")    # group-major, arrival order inside a group
+    at = np.flatnonzero(is_mark[order])       # marks, already sorted by group
+    gm = g[order[at]]
+    rank = at - (np.cumsum(per_group) - per_group)[gm]
+    r = rows[sub[order[at]]]
+    bc = batch.bounce_code[r].astype(np.int64)
+    slot = np.where(bc >= 0, _BOUNCE_OFFSET + bc, batch.type_code[r].astype(np.int64))
+    flat = list(chain.from_iterable(zip(rank.tolist(), slot.tolist(), batch.timestamp[r].tolist())))
+    starts = np.flatnonzero(np.r_[True, gm[1:] != gm[:-1]])
+    ends = (3 * np.r_[starts[1:], gm.size]).tolist()
+    return per_group, {gg: flat[lo:hi] for gg, lo, hi in zip(gm[starts].tolist(), (3 * starts).tolist(), ends)}
+
+
+def sequence_type_mask(type_names: Iterable[str]) -> np.ndarray:
+    """Boolean mask over type codes for :func:`aggregate`'s ``sequences``."""
+    mask = np.zeros(len(EVENT_TYPES), dtype=bool)
+    for t in type_names:
+        mask[TYPE_CODE[t]] = True
+    return mask
+
+
+def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
+              sequences: Mapping[tuple[str, ...], np.ndarray] | None = None) -> dict[str, ScopeDelta]:
     """Count a batch per (scope, window) for every scope definition, vectorised.
 
     Events whose scope field is null are not counted in that scope (an event without
-    an IP pool says nothing about any pool).
+    an IP pool says nothing about any pool). For scope definitions in ``sequences``
+    (a type mask from :func:`sequence_type_mask`) the deltas also carry the order of
+    those events (:attr:`ScopeDelta.seq`).
     """
     out: dict[str, ScopeDelta] = {}
     if len(batch) == 0:
@@ -172,6 +224,10 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float)
                 extra = np.bincount(gb * N_COUNTERS + _BOUNCE_OFFSET + batch.bounce_code[valid_b],
                                     minlength=n_groups * N_COUNTERS)
                 counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
+        seq_types = sequences.get(tuple(fields)) if sequences else None
+        if seq_types is not None:
+            seq_n, seq_marks = _sequence_marks(batch, rows, group, n_groups, seq_types)
+            seq_n = seq_n.tolist() if seq_marks else seq_n
         present = (counts.sum(axis=2) > 0).tolist()
         counts_list = counts.tolist()
         starts = [float((w0 + w) * window) for w in range(n_windows)]
@@ -181,7 +237,12 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float)
             sid = scope_id(fields, values)
             row, has = counts_list[u], present[u]
             wins = {starts[w]: row[w] for w in range(n_windows) if has[w]}
-            out[sid] = ScopeDelta(sid, dict(zip(fields, values)), wins, {})
+            out[sid] = delta = ScopeDelta(sid, dict(zip(fields, values)), wins, {})
+            if seq_types is not None:
+                base = u * n_windows
+                marked = [w for w in range(n_windows) if base + w in seq_marks]
+                if marked:
+                    delta.seq = {starts[w]: [seq_n[base + w], *seq_marks[base + w]] for w in marked}
         if batch.reasons:
             for r, code, reason in batch.reasons:
                 if not valid[r]:

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.stats import beta as beta_dist
 
 from . import cusum, policy, volume, window_test
+from .counts import COUNTERS
+from .rates import METRICS
 from .rules import Rule
 
 _MAX_HISTORY = 288  # windows of (x, n) kept for overdispersion estimates
@@ -36,6 +38,7 @@ class Finding:
     baseline: float | None = None
     threshold: float | None = None
     expected: float | None = None
+    detected_at: float | None = None   # event time of a mid-window (sequential) alarm
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,49 +85,203 @@ def _span(rule: Rule, st: dict, x: int, n: int) -> tuple[int, int]:
     return sum(r[0] for r in st["recent"]), sum(r[1] for r in st["recent"])
 
 
-def pool(rule: Rule, st: dict, x: int, n: int, sends: int) -> tuple[int, int] | None:
+def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") -> tuple[int, int] | None:
     """Hold back windows that are too thin to judge, and add them to the next ones.
 
     A window counts once it has ``min_volume`` trials (CUSUM) and the scope sent at least
     ``min_sends`` messages in it. Outcomes lag sends: after a bulk send stops, its deferral
     retries, late blocks and complaints trickle in with almost no deliveries beside them, and a
     "12 deferrals out of 38" window would look like an incident. Pooling keeps the evidence
-    (summed counts give the same LLR) without judging the tail on its own.
+    (summed counts give the same LLR) without judging the tail on its own. ``prefix`` names
+    the pool, so one rule can keep two (the chart's and the calm test's).
     """
-    x, n, sends = x + st.get("px", 0), n + st.get("pn", 0), sends + st.get("ps", 0)
+    kx, kn, ks = prefix + "x", prefix + "n", prefix + "s"
+    x, n, sends = x + st.get(kx, 0), n + st.get(kn, 0), sends + st.get(ks, 0)
     need_n = max(1, rule.min_volume) if rule.test == "cusum" else 1
     if n < need_n or sends < rule.min_sends:
-        st["px"], st["pn"], st["ps"] = x, n, sends
+        st[kx], st[kn], st[ks] = x, n, sends
         return None
-    st["px"] = st["pn"] = st["ps"] = 0
+    st[kx] = st[kn] = st[ks] = 0
     return x, n
+
+
+def _arm_cusum(rule: Rule, st: dict) -> None:
+    p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
+    p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
+    if not p0 < p1 < 1:
+        p1 = min(p0 * rule.shift, 0.99)
+    st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, rule.arl0), s=0.0, run_x=0, run_n=0,
+              hist=[])
+
+
+def _cusum_finding(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, fire: bool, calm: bool,
+                   statistic: float, detected_at: float | None = None) -> Finding:
+    return Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=statistic, baseline=st["p0"],
+                   threshold=st["h"], detected_at=detected_at,
+                   extra={"p1": st["p1"], "incident_events": st.get("fired_x", st["run_x"]),
+                          **({"sequential": True} if detected_at is not None else {})})
 
 
 def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
     """Binomial CUSUM on per-window counts (Page 1954) with a frozen warm-up baseline."""
     if st["phase"] == "warmup":
-        if not _warm(rule, st, x, n):
-            return None
-        p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
-        p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
-        if not p0 < p1 < 1:
-            p1 = min(p0 * rule.shift, 0.99)
-        st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, rule.arl0), s=0.0, run_x=0, hist=[])
+        if _warm(rule, st, x, n):
+            _arm_cusum(rule, st)
         return None
+    fire, s = _count_step(st, x, n)
     a, b = cusum.llr_weights(st["p0"], st["p1"])
-    s_prev = st["s"]
-    s = max(0.0, s_prev + x * a - (n - x) * b)
-    st["run_x"] = (st["run_x"] + x) if s > 0 else 0
+    calm = (not fire) and x / n < b / (a + b)
+    return _cusum_finding(rule, st, sid, w, x, n, fire, calm, s)
+
+
+def _count_step(st: dict, x: int, n: int) -> tuple[bool, float]:
+    """One CUSUM update with a window's (or a pool's) counts; restart after an alarm."""
+    a, b = cusum.llr_weights(st["p0"], st["p1"])
+    s = max(0.0, st["s"] + x * a - (n - x) * b)
+    if s > 0:
+        st["run_x"], st["run_n"] = st["run_x"] + x, st.get("run_n", 0) + n
+    else:
+        st["run_x"] = st["run_n"] = 0
     fire = s >= st["h"]
-    reference = b / (a + b)  # rate at which the statistic drifts neither up nor down
-    calm = (not fire) and x / n < reference
-    f = Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=s, baseline=st["p0"], threshold=st["h"],
-                extra={"p1": st["p1"], "incident_events": st["run_x"]})
-    # After an alarm the chart restarts, so a second alarm needs fresh evidence.
-    st["s"] = 0.0 if fire else s
-    if fire:
-        st["run_x"] = 0
-    return f
+    st.pop("fired_x", None)
+    if fire:  # after an alarm the chart restarts, so a second alarm needs fresh evidence
+        st["fired_x"] = st["run_x"]
+        st["s"], st["run_x"], st["run_n"] = 0.0, 0, 0
+    else:
+        st["s"] = s
+    return fire, s
+
+
+def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends: int) -> Finding | None:
+    """Window close of a CUSUM rule: warm up, or judge whether the window was calm.
+
+    Once armed, the chart itself moves message by message as deltas arrive
+    (:func:`cusum_sequence`); at the close the window only says whether the incident is over
+    (rate below the chart's reference). Thin windows are pooled for that judgement.
+    """
+    chart = st
+    if st["phase"] == "warmup":
+        pooled = pool(rule, st, x, n, sends)
+        if pooled is not None:
+            eval_cusum(rule, st, sid, w, *pooled)
+        if not st["firing"] or "pre" not in st:
+            return None
+        chart = st["pre"]  # an alarm of the provisional chart resolves against its own reference
+    judged = pool(rule, st, x, n, sends, prefix="c")
+    if judged is None:
+        return None
+    jx, jn = judged
+    a, b = cusum.llr_weights(chart["p0"], chart["p1"])
+    return _cusum_finding(rule, chart, sid, w, jx, jn, False, jn > 0 and jx / jn < b / (a + b), chart["s"])
+
+
+def provisional_chart(rule: Rule, st: dict) -> dict | None:
+    """The chart a scope runs while it learns its baseline: p0 = ``baseline_cap``.
+
+    The cap is the rate the rule never accepts as normal (a learned baseline is clamped to
+    it), so testing against it before anything is learned adds no new false alarms, and a
+    campaign whose very first send goes to a stale list is caught during that send instead
+    of after its warm-up has swallowed the incident.
+    """
+    if rule.baseline_cap is None:
+        return None
+    pre = st.get("pre")
+    if pre is None:
+        p0 = rule.baseline_cap
+        p1 = min(p0 * rule.shift, 0.99)
+        pre = st["pre"] = {"p0": p0, "p1": p1, "h": cusum.calibrate_h(p0, p1, rule.arl0), "s": 0.0,
+                           "run_x": 0, "run_n": 0}
+    return pre
+
+
+def sequential_finding(rule: Rule, st: dict, sid: str, w: float,
+                       crossing: tuple[float, int, int, float]) -> Finding:
+    """The alarm of a chart that crossed its threshold mid-window."""
+    at, run_x, run_n, s = crossing
+    return Finding(rule, sid, w, run_x, run_n, fire=True, calm=False, statistic=s, baseline=st["p0"],
+                   threshold=st["h"], detected_at=at,
+                   extra={"p1": st["p1"], "incident_events": run_x, "sequential": True})
+
+
+def slot_roles(metric_name: str) -> tuple[list[bool], list[bool]]:
+    """For each counter slot of a sequence mark: does the event count in x, and in n, of the metric?"""
+    metric = METRICS[metric_name]
+    in_x, in_n = [], []
+    for slot, name in enumerate(COUNTERS):
+        names = {name, "bounced"} if name.startswith("bounced_") else {name}
+        in_x.append(bool(names & set(metric.numerator)))
+        in_n.append(bool(names & set(metric.denominator)))
+    return in_x, in_n
+
+
+def cusum_sequence(rule: Rule, st: dict, seq: list, roles: tuple[list[bool], list[bool]],
+                   delivered_counts: bool) -> list[tuple[float, int, int, float]]:
+    """Advance a chart message by message over one window's sequence from one batch.
+
+    ``seq`` is ``[n, position, slot, timestamp, ...]`` (see :class:`~detector.counts.ScopeDelta`):
+    ``n`` events, of which the triples mark the non-deliveries; the unmarked positions are
+    deliveries, which only pull the statistic down, so a run of them is one subtraction
+    (floored at zero). This is Page's CUSUM exactly as its threshold was calibrated (one
+    update per message), and it can cross in the middle of a window, minutes before the
+    window closes. Returns the crossings as (time, incident events, trials, statistic);
+    time is the newest event time seen up to the crossing.
+    """
+    a = st.get("a")
+    if a is None:  # cached on the chart: this runs once per scope and batch
+        a, b = cusum.llr_weights(st["p0"], st["p1"])
+        st["a"], st["b"] = a, b
+    else:
+        b = st["b"]
+    bd = b if delivered_counts else 0.0
+    s, h = st["s"], st["h"]
+    run_x, run_n = st["run_x"], st.get("run_n", 0)
+    n_events = seq[0]
+    if len(seq) == 1:  # the common case: deliveries only
+        s -= n_events * bd
+        if s <= 0.0:
+            st["s"], st["run_x"], st["run_n"] = 0.0, 0, 0
+        else:
+            st["s"], st["run_n"] = s, run_n + (n_events if delivered_counts else 0)
+        return []
+    in_x, in_n = roles
+    up = a + b
+    crossings = []
+    newest = -math.inf
+    prev = -1
+    marks = iter(seq)
+    next(marks)
+    for pos, slot, ts in zip(marks, marks, marks):
+        d = pos - prev - 1
+        prev = pos
+        if d and bd:
+            s -= d * bd
+            if s <= 0.0:
+                s, run_x, run_n = 0.0, 0, 0
+            else:
+                run_n += d
+        if ts > newest:
+            newest = ts
+        ix, inn = in_x[slot], in_n[slot]
+        if not (ix or inn):
+            continue
+        s += up * ix - b * inn
+        if s <= 0.0:
+            s, run_x, run_n = 0.0, 0, 0
+            continue
+        run_x += ix
+        run_n += inn
+        if s >= h:
+            crossings.append((newest, run_x, run_n, s))
+            s, run_x, run_n = 0.0, 0, 0
+    d = n_events - prev - 1
+    if d and bd:
+        s -= d * bd
+        if s <= 0.0:
+            s, run_x, run_n = 0.0, 0, 0
+        else:
+            run_n += d
+    st["s"], st["run_x"], st["run_n"] = s, run_x, run_n
+    return crossings
 
 
 def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:

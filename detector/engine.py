@@ -3,7 +3,9 @@
 The engine is a deterministic function of the events it has seen. It keeps, per scope,
 the counters of the windows still open and one small state dict per rule; a window
 closes when the watermark (newest event time minus the allowed lateness) passes its
-end, and only then are the rules evaluated. Late events for a closed window are counted
+end, and then the rules are evaluated. CUSUM charts are the exception that makes paging
+fast: they move message by message as each delta is applied (in arrival order) and raise
+their alarm at once; their window close only judges whether the incident is over. Late events for a closed window are counted
 and dropped. Replay and the streaming pipeline both drive this class (the pipeline
 through :meth:`apply_delta` and :meth:`advance`), so they emit the same alerts.
 """
@@ -13,16 +15,19 @@ import math
 from collections import defaultdict
 from typing import Iterable, Mapping, MutableMapping, Sequence
 
+import numpy as np
+
 from . import detectors
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
-from .counts import COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate
+from .gcpause import gc_paused
+from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
+                     sequence_type_mask)
 from .mailbox import register_domains
 from .rates import METRICS
 from .rules import Rule, RuleSet
 
 _EVALUATORS = {
-    "cusum": detectors.eval_cusum,
     "binomial": detectors.eval_window,
     "betabinomial": detectors.eval_window,
     "policy": detectors.eval_policy,
@@ -30,6 +35,8 @@ _EVALUATORS = {
 
 
 _ACCEPTED = COUNTER_INDEX["accepted"]
+_DELIVERED = COUNTER_INDEX["delivered"]
+_BOUNCED = COUNTER_INDEX["bounced"]
 
 
 def wkey(start: float) -> str:
@@ -59,6 +66,8 @@ class Engine:
         for rule in ruleset.rules:
             self.rules_by_scope[rule.scope].append(rule)
         self.late_events = 0
+        self._pending: list[dict] = []   # alarms raised while deltas were applied
+        self.sequences, self._trial_slots, self._charts = _chart_plan(ruleset)
         for provider, domains in ruleset.mailbox_providers.items():
             register_domains(provider, domains)
 
@@ -77,9 +86,10 @@ class Engine:
     def process_batch(self, batch: EventBatch) -> list[dict]:
         if len(batch) == 0:
             return []
-        for delta in aggregate(batch, self.scope_defs, self.window).values():
-            self.apply_delta(delta)
-        return self.advance(float(batch.timestamp.max()))
+        with gc_paused():
+            for delta in aggregate(batch, self.scope_defs, self.window, self.sequences).values():
+                self.apply_delta(delta)
+            return self.advance(float(batch.timestamp.max()))
 
     def apply_delta(self, delta: ScopeDelta) -> int:
         """Add one scope's window counts; return how many events were too late.
@@ -112,25 +122,65 @@ class Engine:
             bucket = st["reasons"].setdefault(wkey(start), {})
             for k, v in reasons.items():
                 bucket[k] = bucket.get(k, 0) + v
+        fields = tuple(delta.scope)
+        if fields in self._charts:
+            self._chart_sequence(delta, fields, st, closed)
         self.states[delta.scope_id] = st
         if tuple(delta.scope) != self.scope_defs[0]:
             late = 0
         self.late_events += late
         return late
 
+    def _chart_sequence(self, delta: ScopeDelta, fields: tuple[str, ...], st: dict, closed: float | None) -> None:
+        """Feed CUSUM charts message by message; an alarm is raised right away."""
+        charts, trial_slots = self._charts[fields], self._trial_slots[fields]
+        seq = delta.seq
+        starts = sorted(delta.windows) if len(delta.windows) > 1 else list(delta.windows)
+        for rule, roles, delivered_counts in charts:
+            rst = st["rules"].get(rule.name)
+            if rst is None:
+                rst = st["rules"][rule.name] = detectors.new_state()
+            chart = rst if rst["phase"] == "armed" else detectors.provisional_chart(rule, rst)
+            if chart is None:
+                continue
+            for start in starts:
+                marks = seq.get(start)
+                if marks is None:  # deliveries only
+                    if chart["s"] == 0.0:
+                        continue  # the chart is at zero and stays there
+                    counts = delta.windows[start]
+                    n = (counts[trial_slots[0]] + counts[trial_slots[1]] if len(trial_slots) == 2
+                         else sum([counts[i] for i in trial_slots]))
+                    if not n:
+                        continue
+                    marks = [n]
+                if closed is not None and start < closed:
+                    continue
+                key = wkey(start)
+                if rule.min_sends > 0 and not _sending(st["windows"].get(key)):
+                    continue  # outcomes trailing a finished send: not a fair sample, not charted
+                crossings = detectors.cusum_sequence(rule, chart, marks, roles, delivered_counts)
+                for crossing in crossings:
+                    finding = detectors.sequential_finding(rule, chart, delta.scope_id, start, crossing)
+                    alert = self._transition(rule, rst, st, finding, st["reasons"].get(key, {}))
+                    if alert:
+                        self._pending.append(alert)
+
     # --- clock -------------------------------------------------------------------
     def advance(self, newest_event_time: float) -> list[dict]:
         """Move the watermark to ``newest_event_time - lateness`` and close due windows."""
         newest = max(newest_event_time, self.meta.get("newest", -math.inf))
         self.meta["newest"] = newest
-        return self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
+        alerts, self._pending = self._pending, []
+        return alerts + self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
 
     def flush(self) -> list[dict]:
         """Close every open window (end of a replay): as if time moved far ahead."""
         newest = self.meta.get("newest")
+        alerts, self._pending = self._pending, []
         if newest is None:
-            return []
-        return self._close_until(math.floor(newest / self.window) * self.window + self.window)
+            return alerts
+        return alerts + self._close_until(math.floor(newest / self.window) * self.window + self.window)
 
     def _close_until(self, until: float) -> list[dict]:
         start = self.closed_until
@@ -165,13 +215,16 @@ class Engine:
                 st["rules"][rule.name] = rst
                 metric = METRICS[rule.metric]
                 x, n = metric.pair(counts)
-                if rst["firing"] and not metric.is_volume and rule.resolve_idle_windows:
+                if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows
+                        and start >= rst.get("fired_window", start)):
                     rst["idle"] = 0 if n else rst.get("idle", 0) + 1
                     if rst["idle"] >= rule.resolve_idle_windows:
                         alerts.append((self._rule_order(rule), sid, self._resolve_idle(rule, rst, st, start)))
                         continue
                 if rule.test in ("surge", "silence"):
                     finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
+                elif rule.test == "cusum":
+                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, counts[_ACCEPTED])
                 else:
                     pooled = (x, n) if rule.test == "policy" else \
                         detectors.pool(rule, rst, x, n, counts[_ACCEPTED])
@@ -210,6 +263,7 @@ class Engine:
         """Apply one finding to the rule's firing state: one firing and one resolved per incident."""
         scope = st["scope"]
         window = (f.window_start, f.window_start + self.window)
+        at = f.detected_at if f.detected_at is not None else window[1]
         affected = int(f.extra.get("incident_events", f.x)) if not METRICS[rule.metric].is_volume else 0
         common = dict(rule=rule, scope=scope, window=window, x=f.x, n=f.n, baseline=f.baseline,
                       threshold=f.threshold, p_value=f.p_value, statistic=f.statistic, reasons=reasons,
@@ -219,10 +273,13 @@ class Engine:
             if rst["firing"]:
                 return None
             key = dedup_key(rule, scope)
-            rst.update(firing=True, fired_at=window[1], alert_id=alert_id(key, f.window_start))
-            return build_alert(status="firing", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
+            rst.update(firing=True, fired_at=at, fired_window=f.window_start, alert_id=alert_id(key, f.window_start))
+            return build_alert(status="firing", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"],
+                               detected_at=at, **common)
         if not rst["firing"]:
             return None
+        if f.window_start < rst.get("fired_window", f.window_start):
+            return None  # a window older than a mid-window alarm says nothing about recovery
         if not f.calm:
             rst["quiet"] = 0
             return None
@@ -230,7 +287,7 @@ class Engine:
         if rst["quiet"] < rule.resolve_windows:
             return None
         alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
-        rst.update(firing=False, quiet=0, alert_id=None, fired_at=None)
+        rst.update(firing=False, quiet=0, alert_id=None, fired_at=None, fired_window=None)
         return alert
 
     def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float) -> dict:
@@ -240,7 +297,7 @@ class Engine:
                             threshold=None, p_value=None, statistic=None, reasons={}, affected=0,
                             fired_at=rst["fired_at"], extra={"resolved_by": "no traffic",
                                                              "idle_windows": rst["idle"]})
-        rst.update(firing=False, quiet=0, idle=0, alert_id=None, fired_at=None)
+        rst.update(firing=False, quiet=0, idle=0, alert_id=None, fired_at=None, fired_window=None)
         return alert
 
     # --- introspection ----------------------------------------------------------------
@@ -253,6 +310,51 @@ class Engine:
                     rule = next(r for r in self.ruleset.rules if r.name == name)
                     out.append(dedup_key(rule, st["scope"]))
         return sorted(out)
+
+
+_PLANS: dict[int, tuple] = {}
+
+
+def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
+    """Per scope definition: the sequenced event types, their counter slots, and the CUSUM
+    rules with their slot roles. Computed once per rule set (the pipeline builds an Engine
+    per delta message)."""
+    cached = _PLANS.get(id(ruleset))
+    if cached is not None and cached[0] is ruleset:
+        return cached[1]
+    sequences = sequence_types(ruleset)
+    trial_slots = {f: [int(i) for i in np.flatnonzero(mask)] for f, mask in sequences.items()}
+    charts: dict[tuple[str, ...], list] = {}  # per scope: (rule, slot roles, delivered counts as trials?)
+    for r in ruleset.rules:
+        if r.test == "cusum":
+            charts.setdefault(r.scope, []).append((r, detectors.slot_roles(r.metric),
+                                                   "delivered" in METRICS[r.metric].denominator))
+    plan = (sequences, trial_slots, charts)
+    _PLANS[id(ruleset)] = (ruleset, plan)
+    return plan
+
+
+def _sending(counts: list[int] | None) -> bool:
+    """Is the scope sending, rather than only hearing back about an earlier send?
+
+    Outcomes that trail a finished bulk send (retries that end in blocks, late bounces)
+    come with few deliveries beside them and are not a fair sample of the scope's traffic:
+    a window that so far brought more than twice as many trials (deliveries + bounces) as
+    accepted messages is not charted. ``min_sends: 0`` turns this off, for an ESP that
+    reports no accepted/processed events.
+    """
+    return counts is not None and counts[_ACCEPTED] >= 0.5 * (counts[_DELIVERED] + counts[_BOUNCED])
+
+
+def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:
+    """Scope definitions whose CUSUM rules chart message by message, and the event types they read."""
+    types: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for rule in ruleset.rules:
+        if rule.test == "cusum":
+            metric = METRICS[rule.metric]
+            for counter in metric.numerator + metric.denominator:
+                types[rule.scope].add("bounced" if counter.startswith("bounced") else counter)
+    return {scope: sequence_type_mask(names) for scope, names in types.items()}
 
 
 def replay(events: Iterable[Mapping], ruleset: RuleSet, batch_size: int = 50_000) -> Iterable[dict]:

@@ -16,8 +16,9 @@ from ddetect.metrics import Metrics, default_metrics
 from ddetect.metrics_http import metrics_response
 from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
-from detector.engine import Engine
+from detector.engine import Engine, sequence_types
 from detector.event import EVENT_TYPES
+from detector.gcpause import gc_paused
 from detector.rules import RuleSet, default_rules_path, load_rules
 
 from .codec import dead_letter, decode_events, delta_from_json, delta_to_json
@@ -109,6 +110,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     clocks = app.Table("clock", partitions=config.partitions)
     vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
     scope_defs = ruleset.scopes()
+    sequences = sequence_types(ruleset)
 
     @app.agent(events_topic)
     async def count_events(stream):
@@ -141,11 +143,12 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     campaigns = campaign_collector(metrics.registry)
 
     async def _count_batch(events: list[dict]) -> None:
-        batch = EventBatch.from_events(events, vocab)
-        _observe_batch(metrics, batch, campaigns)
         per_partition: dict[int, list[dict]] = defaultdict(list)
-        for delta in aggregate(batch, scope_defs, window).values():
-            per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
+        with gc_paused():  # synchronous: no other coroutine runs while the collector waits
+            batch = EventBatch.from_events(events, vocab)
+            _observe_batch(metrics, batch, campaigns)
+            for delta in aggregate(batch, scope_defs, window, sequences).values():
+                per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
         newest = float(batch.timestamp.max())
         # Every partition hears the newest event time, so its windows close on time
         # even when none of its scopes were in this batch.
@@ -170,12 +173,14 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
                 engine = Engine(ruleset, states=view, meta=meta)
                 value = event.value
                 late = 0
-                for d in value["deltas"]:
-                    late += engine.apply_delta(delta_from_json(d))
+                closed_before, started = meta.get("closed_until"), time.perf_counter()
+                with gc_paused():
+                    for d in value["deltas"]:
+                        late += engine.apply_delta(delta_from_json(d))
+                    started = time.perf_counter()
+                    alerts = engine.advance(value["newest"])
                 if late:
                     metrics.events_late.inc(late)
-                closed_before, started = meta.get("closed_until"), time.perf_counter()
-                alerts = engine.advance(value["newest"])
                 if engine.meta.get("closed_until") != closed_before:  # windows closed: rules ran
                     metrics.evaluation_duration.observe(time.perf_counter() - started)
                 clocks[f"p{p}"] = dict(engine.meta)

@@ -47,12 +47,16 @@ def dead_letter(value: Any, reason: str, source: str) -> bytes:
 
 
 def delta_to_json(d: ScopeDelta) -> dict:
-    return {"id": d.scope_id, "scope": d.scope,
-            "w": {repr(k): list(v) for k, v in d.windows.items()},
-            "r": {repr(k): v for k, v in d.reasons.items()}}
+    out = {"id": d.scope_id, "scope": d.scope,
+           "w": {repr(k): list(v) for k, v in d.windows.items()},
+           "r": {repr(k): v for k, v in d.reasons.items()}}
+    if d.seq:
+        out["s"] = {repr(k): v for k, v in d.seq.items()}
+    return out
 
 
 def delta_from_json(obj: dict) -> ScopeDelta:
     return ScopeDelta(obj["id"], obj["scope"],
                       {float(k): v for k, v in obj["w"].items()},
-                      {float(k): v for k, v in obj["r"].items()})
+                      {float(k): v for k, v in obj["r"].items()},
+                      {float(k): v for k, v in obj.get("s", {}).items()})

@@ -138,16 +138,17 @@ def test_precision_recall_and_clean_false_alarm_rate():
 def test_delay_goal_uses_the_mean_ratio_over_seeds(ratios, verdict):
     runs = []
     for seed, ratio in enumerate(ratios, 1):
-        run = _run("old-list", [LABEL], [[0]], [], 1)
+        run = _run("old-list", [{**LABEL, "incident_rate": 0.08}], [[0]], [], 1)
         run["seed"] = seed
         run["detections"] = [{"label": 0, "incident": "old-list", "kind": "step", "rule": "hard_bounce_spike",
                               "hinted": True, "detected": True, "test": "cusum", "scope": {"campaign": "spring"},
                               "delay_s": 300.0, "delay_msgs": 500, "trials": 100 * ratio, "bound": 100.0,
-                              "bound_window": 120, "chart_arl1": 110.0, "ratio": ratio}]
+                              "bound_window": 120, "chart_arl1": 110.0, "ratio": ratio, "seen_rate": 0.04}]
         runs.append(run)
     runs.append(_run("clean", [], [], [], 0, series=4000, duration=86400.0))   # 4,000 scope-days, no alarm
     goals = summarize(runs).goals
     assert goals[1].passed is verdict
     if verdict is False:
-        assert "1.60x" in goals[1].detail and "window floor 1.20x" in goals[1].detail
+        assert "1.60x" in goals[1].detail and "rate seen between onset and alarm 0.04 vs incident rate 0.08" \
+            in goals[1].detail
     assert goals[2].passed is True and "too little exposure" not in goals[2].detail
