@@ -35,6 +35,9 @@ _EVALUATORS = {
 
 
 _ACCEPTED = COUNTER_INDEX["accepted"]
+#: A window is charted message by message only while the scope accepts at least this many
+#: messages per trial it hears back about (see :func:`_sending`).
+SENDING_RATIO = 0.8
 _DELIVERED = COUNTER_INDEX["delivered"]
 _BOUNCED = COUNTER_INDEX["bounced"]
 
@@ -339,11 +342,12 @@ def _sending(counts: list[int] | None) -> bool:
 
     Outcomes that trail a finished bulk send (retries that end in blocks, late bounces)
     come with few deliveries beside them and are not a fair sample of the scope's traffic:
-    a window that so far brought more than twice as many trials (deliveries + bounces) as
-    accepted messages is not charted. ``min_sends: 0`` turns this off, for an ESP that
+    a window whose accepted messages so far are fewer than ``SENDING_RATIO`` times its
+    trials (deliveries + bounces) is not charted. A steady flow accepts about one message
+    per trial; the hour of retries after a bulk send brings up to twice as many trials. ``min_sends: 0`` turns this off, for an ESP that
     reports no accepted/processed events.
     """
-    return counts is not None and counts[_ACCEPTED] >= 0.5 * (counts[_DELIVERED] + counts[_BOUNCED])
+    return counts is not None and counts[_ACCEPTED] >= SENDING_RATIO * (counts[_DELIVERED] + counts[_BOUNCED])
 
 
 def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:
