@@ -1,8 +1,9 @@
 """Mailgun webhooks: ``{"signature": {...}, "event-data": {...}}``, one event per POST (§2).
 
 ``failed`` splits on severity: permanent -> dropped for ``suppress-*`` reasons, block for
-``espblock``/``blacklisted`` or policy SMTP codes, else hard; temporary -> deferred (a
-per-attempt signal, Mailgun keeps retrying); internal -> dropped.
+``espblock``/``blacklisted`` or policy SMTP codes, else Mailgun's ``bounce-type`` (hard or
+soft), else the SMTP class, else hard; temporary -> deferred (a per-attempt signal, Mailgun
+keeps retrying); internal -> dropped.
 """
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def _failed(raw: dict) -> tuple[str, str | None, int | None, str | None]:
     guessed = classify(code, enhanced, message)
     if guessed == "block":
         return "bounced", "block", code, message
-    if status.get("bounce-type") == "hard" or severity == "permanent":
-        return "bounced", "hard", code, message
+    bounce_type = status.get("bounce-type")
+    if bounce_type in ("hard", "soft"):  # Mailgun's own verdict (a full mailbox is a permanent soft bounce)
+        return "bounced", bounce_type, code, message
+    if severity == "permanent":
+        return "bounced", guessed if guessed in ("hard", "soft") else "hard", code, message
     return "bounced", guessed, code, message
 
 

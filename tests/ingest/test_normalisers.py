@@ -236,3 +236,21 @@ def test_batch_with_one_bad_event_keeps_the_others():
 def test_timestamps_in_milliseconds_are_normalised():
     (ev,) = normalize_file("sendgrid", FIXTURES / "sendgrid-docs-singlesend-open.json", make_config())
     assert ev["timestamp"] == pytest.approx(1591726752.372)
+
+
+@pytest.mark.parametrize("status, expected", [
+    ({"bounce-type": "soft", "code": 552, "message": "5.2.2 mailbox full"}, "soft"),
+    ({"bounce-type": "hard", "code": 550, "message": "5.1.1 no such user"}, "hard"),
+    ({"code": 552, "message": "552 5.2.2 mailbox full"}, "soft"),        # no verdict: SMTP class
+    ({"code": 550, "message": "550 5.7.1 blocked by policy"}, "block"),
+    ({"message": "no code at all"}, "hard"),                            # permanent, nothing else known
+])
+def test_mailgun_permanent_failures_keep_their_bounce_type(status, expected):
+    """A permanent failure is not always a hard bounce: a full mailbox is Mailgun bounce-type soft."""
+    doc = json.loads(fixture_bytes("mailgun-docs-eventdata-failed-permanent-hard-bounce.json"))
+    data = doc.get("event-data", doc)
+    data["delivery-status"] = {**status, "attempt-no": 1}
+    data["severity"], data["reason"] = "permanent", "bounce"
+    result = PROVIDERS["mailgun"].normalize(json.dumps(doc).encode(), "application/json", make_config())
+    (ev,) = result.events
+    assert (ev["type"], ev["bounce_class"]) == ("bounced", expected)
