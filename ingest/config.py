@@ -54,6 +54,11 @@ bearer_token(_file)    Bearer token (``Authorization: Bearer``; SparkPost also
                        ``X-MessageSystems-Webhook-Token``)
 webhook_url            Mandrill: the URL exactly as configured in Mandrill (it is signed)
 campaign_fields        ordered field paths for the campaign (list, env: comma-separated)
+sending_domain_fields  ordered field paths for the sending domain (or a From address), tried before
+                       the provider's own field; needed for SendGrid, whose events name no sender:
+                       send a custom arg (e.g. ``sending_domain``) and list it here
+sending_domain         constant sending domain for events that name none (e.g. an ESP subaccount
+                       that sends from one domain)
 outage_status          HTTP status answered while the broker is down (default per provider: 503,
                        Brevo 429); must be one the provider retries
 topic_arns             SES: allowed SNS topic ARNs (list; env comma-separated). Required for SES.
@@ -90,6 +95,8 @@ class ProviderSettings:
     bearer_token: str | None = field(default=None, repr=False)
     webhook_url: str | None = None
     campaign_fields: tuple[str, ...] | None = None
+    sending_domain_fields: tuple[str, ...] | None = None
+    sending_domain: str | None = None
     outage_status: int | None = None
     topic_arns: tuple[str, ...] = ()
     sns_region: str | None = None

@@ -19,7 +19,7 @@ from detector.event import (BOUNCE_CLASSES, EVENT_TYPES, MAX_REASON_CHARS, Event
                             validate_event)
 
 from .. import fastjson
-from ..campaign import CampaignResolver
+from ..campaign import CampaignResolver, lookup
 from ..errors import PayloadError, UnsupportedMediaType
 from ..privacy import RecipientReducer, redact
 
@@ -59,6 +59,9 @@ class Context:
         self.default_campaign = getattr(config, "default_campaign", "(none)")
         self.reducer = RecipientReducer(config.recipient_hash_key)
         self.campaign = CampaignResolver(self.campaign_fields, self.default_campaign)
+        domain_fields = ps.sending_domain_fields if ps is not None and ps.sending_domain_fields else ()
+        self.sending_domain_paths = tuple(domain_fields)
+        self.default_sending_domain = ps.sending_domain if ps is not None else None
 
     def event(self, *, raw_for_campaign: Any, recipient: Any, recipient_field: str, type: str,
               timestamp: float, provider_id: str | None = None, bounce_class: str | None = None,
@@ -69,7 +72,7 @@ class Context:
             "event_id": None, "provider": self.provider, "type": type,
             "bounce_class": bounce_class if type == "bounced" else None, "timestamp": timestamp,
             "campaign": campaign or self.campaign(raw_for_campaign),
-            "sending_domain": _domain_of(sending_domain),
+            "sending_domain": self._sending_domain(raw_for_campaign, sending_domain),
             "ip_pool": str(ip_pool)[:100] if ip_pool is not None and ip_pool != "" else None,
             "recipient_domain": domain, "recipient_hash": digest, "mailbox_provider": mailbox,
             "smtp_code": smtp_code if isinstance(smtp_code, int) and 200 <= smtp_code <= 599 else None,
@@ -84,6 +87,15 @@ class Context:
             return validate_event(fields)
         except EventError as exc:  # our mapping produced something invalid: name the field
             raise PayloadError(redact(str(exc))) from None
+
+
+    def _sending_domain(self, raw: Any, native: Any) -> str | None:
+        """Configured paths first, then the provider's own field, then the configured constant."""
+        for path in self.sending_domain_paths:
+            found = _domain_of(lookup(raw, path))
+            if found:
+                return found
+        return _domain_of(native) or _domain_of(self.default_sending_domain)
 
 
 _TYPES = frozenset(EVENT_TYPES)

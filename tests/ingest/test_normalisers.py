@@ -254,3 +254,32 @@ def test_mailgun_permanent_failures_keep_their_bounce_type(status, expected):
     result = PROVIDERS["mailgun"].normalize(json.dumps(doc).encode(), "application/json", make_config())
     (ev,) = result.events
     assert (ev["type"], ev["bounce_class"]) == ("bounced", expected)
+
+
+def test_sending_domain_from_configured_fields_then_native_then_constant():
+    """SendGrid events name no sender: a custom arg (listed in sending_domain_fields) or a
+    constant fills the field that provider_block and the SES rules are scoped on."""
+    doc = json.loads(fixture_bytes("sendgrid-docs-delivered.json"))
+    doc[0]["sending_domain"] = "News.Example.com"
+    body = json.dumps(doc).encode()
+    (plain,) = PROVIDERS["sendgrid"].normalize(body, "application/json", make_config()).events
+    assert plain["sending_domain"] is None
+    cfg = make_config(sendgrid={"sending_domain_fields": ("sending_domain",)})
+    (mapped,) = PROVIDERS["sendgrid"].normalize(body, "application/json", cfg).events
+    assert mapped["sending_domain"] == "news.example.com"
+    cfg = make_config(sendgrid={"sending_domain": "mail.example.org"})
+    (const,) = PROVIDERS["sendgrid"].normalize(body, "application/json", cfg).events
+    assert const["sending_domain"] == "mail.example.org"
+    # a provider that names its sender keeps it over the constant
+    (mg,) = normalize_file("mailgun", FIXTURES / "mailgun-docs-eventdata-delivered.json",
+                           make_config(mailgun={"sending_domain": "mail.example.org"}))
+    assert mg["sending_domain"] == "sample.mailgun.com"
+
+
+def test_sending_domain_settings_load_from_env():
+    from ingest.config import load_config
+    cfg = load_config(env={"DDETECT_RECIPIENT_HASH_KEY": "k" * 32,
+                           "DDETECT_SENDGRID_SENDING_DOMAIN_FIELDS": "sending_domain, from_domain",
+                           "DDETECT_SENDGRID_SENDING_DOMAIN": "news.example.com"})
+    assert cfg.provider("sendgrid").sending_domain_fields == ("sending_domain", "from_domain")
+    assert cfg.provider("sendgrid").sending_domain == "news.example.com"
