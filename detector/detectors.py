@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -250,7 +251,8 @@ def cusum_sequence(rule: Rule, st: dict, seq: list, roles: tuple[list[bool], lis
     prev = -1
     marks = iter(seq)
     next(marks)
-    for pos, slot, ts in zip(marks, marks, marks):
+    end = ((n_events, None, None),)  # the deliveries after the last mark, then stop
+    for pos, slot, ts in chain(zip(marks, marks, marks), end):
         d = pos - prev - 1
         prev = pos
         if d and bd:
@@ -259,6 +261,8 @@ def cusum_sequence(rule: Rule, st: dict, seq: list, roles: tuple[list[bool], lis
                 s, run_x, run_n = 0.0, 0, 0
             else:
                 run_n += d
+        if slot is None:
+            break
         if ts > newest:
             newest = ts
         ix, inn = in_x[slot], in_n[slot]
@@ -273,13 +277,6 @@ def cusum_sequence(rule: Rule, st: dict, seq: list, roles: tuple[list[bool], lis
         if s >= h:
             crossings.append((newest, run_x, run_n, s))
             s, run_x, run_n = 0.0, 0, 0
-    d = n_events - prev - 1
-    if d and bd:
-        s -= d * bd
-        if s <= 0.0:
-            s, run_x, run_n = 0.0, 0, 0
-        else:
-            run_n += d
     st["s"], st["run_x"], st["run_n"] = s, run_x, run_n
     return crossings
 
