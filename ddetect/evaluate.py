@@ -620,7 +620,7 @@ def check_goals(s: Summary) -> list[Goal]:
     if c["runs"]:
         weak = (f"; too little exposure to show the goal with confidence (a 95% upper bound <= "
                 f"{GOAL_FA_PER_1000:g} needs >= {1000 * fa_upper_per_1000(0, 1000.0) / GOAL_FA_PER_1000:,.0f} "
-                f"scope-days without an alarm: run more --clean-seeds)"
+                f"scope-days without an alarm: run more --clean-seeds or a longer --clean-duration)"
                 if c["upper95_per_1000"] > GOAL_FA_PER_1000 and c["per_1000"] <= GOAL_FA_PER_1000 else "")
         goals.append(Goal(f"<= {GOAL_FA_PER_1000:g} false alarm per 1,000 scope-days (clean)",
                           c["per_1000"] <= GOAL_FA_PER_1000,
