@@ -95,8 +95,6 @@ def expected_after_roundtrip(esp: str, ev: dict) -> dict:
             out["smtp_code"] = None                      # delivery events carry no reply code
     elif esp == "mailgun":
         out["ip_pool"] = None
-        if ev["bounce_class"] == "soft":
-            out["bounce_class"] = "hard"                 # a permanent failure is parsed as hard
     elif esp == "postmark":
         out["ip_pool"] = None
         if ev["type"] not in ("bounced", "complained"):
