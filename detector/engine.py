@@ -5,8 +5,8 @@ the counters of the windows still open and one small state dict per rule; a wind
 closes when the watermark (newest event time minus the allowed lateness) passes its
 end, and then the rules are evaluated. CUSUM charts are the exception that makes paging
 fast: they move message by message as each delta is applied (in arrival order) and raise
-their alarm at once; their window close only judges whether the incident is over. Late events for a closed window are counted
-and dropped. Replay and the streaming pipeline both drive this class (the pipeline
+their alarm at once; their window close only judges whether the incident is over. Late
+events for a closed window are counted and dropped. Replay and the streaming pipeline both drive this class (the pipeline
 through :meth:`apply_delta` and :meth:`advance`), so they emit the same alerts.
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 from . import detectors
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
-from .gcpause import gc_paused
 from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
                      sequence_type_mask)
+from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
 from .rules import Rule, RuleSet
