@@ -12,7 +12,7 @@ from typing import Any, Iterator, MutableMapping
 import faust
 import numpy as np
 
-from ddetect.metrics import Metrics, default_metrics
+from ddetect.metrics import Metrics, default_metrics, observe_many
 from ddetect.metrics_http import metrics_response
 from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
@@ -304,9 +304,8 @@ def _observe_batch(metrics: Metrics, batch: EventBatch,
 
     newest = float(batch.timestamp.max())
     metrics.last_event_timestamp.set(newest)
-    lateness = time.time() - newest
-    if lateness >= 0:
-        metrics.event_lateness.observe(lateness)
+    lateness = time.time() - batch.timestamp
+    observe_many(metrics.event_lateness, lateness[lateness >= 0])  # one sample per event
 
 
 def observe_campaigns(collector: CampaignRatesCollector, batch: EventBatch) -> None:
