@@ -24,8 +24,8 @@ all firing alerts; recall = labels with at least one matched alert / all labels.
 
 Delays: seconds from onset to ``detected_at`` (for a CUSUM rule, the newest event time the
 chart had seen when it crossed its threshold, message by message; for window tests, the
-event-time end of the window that fired), and messages of the labelled scope accepted in between. For a CUSUM rule on the
-label's metric the delay is also measured as *chart trials*: the events the rate counts
+event-time end of the window that fired), and messages of the labelled scope accepted in
+between. For a CUSUM rule on the label's metric the delay is also measured as *chart trials*: the events the rate counts
 as trials (its denominator, e.g. delivered + bounced) in the alert's scope with event time
 in ``[onset, detected_at)``, i.e. what the chart had seen when it fired. They are compared
 with the exact zero-state bound ``delay_bound(p0, p1, arl0)`` (p0 = the rule's learned

@@ -119,6 +119,7 @@ def observe_many(histogram: Histogram, values) -> None:
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
     if values.size == 0:
         return
     bounds = getattr(histogram, "_upper_bounds", None)
@@ -128,7 +129,6 @@ def observe_many(histogram: Histogram, values) -> None:
         for v in values.tolist():
             histogram.observe(v)
         return
-    values = values[~np.isnan(values)]
     slot = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")  # first bound >= v
     for i, count in enumerate(np.bincount(slot, minlength=len(bounds)).tolist()):
         if count:

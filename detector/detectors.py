@@ -107,6 +107,7 @@ def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") ->
 
 
 def _arm_cusum(rule: Rule, st: dict) -> None:
+    """Freeze the warm-up baseline and calibrate the chart's threshold to ``arl0``."""
     p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
     p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
     if not p0 < p1 < 1:
@@ -115,56 +116,28 @@ def _arm_cusum(rule: Rule, st: dict) -> None:
               hist=[])
 
 
-def _cusum_finding(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, fire: bool, calm: bool,
-                   statistic: float, detected_at: float | None = None) -> Finding:
-    return Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=statistic, baseline=st["p0"],
-                   threshold=st["h"], detected_at=detected_at,
-                   extra={"p1": st["p1"], "incident_events": st.get("fired_x", st["run_x"]),
-                          **({"sequential": True} if detected_at is not None else {})})
-
-
-def eval_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
-    """Binomial CUSUM on per-window counts (Page 1954) with a frozen warm-up baseline."""
-    if st["phase"] == "warmup":
-        if _warm(rule, st, x, n):
-            _arm_cusum(rule, st)
-        return None
-    fire, s = _count_step(st, x, n)
-    a, b = cusum.llr_weights(st["p0"], st["p1"])
-    calm = (not fire) and x / n < b / (a + b)
-    return _cusum_finding(rule, st, sid, w, x, n, fire, calm, s)
-
-
-def _count_step(st: dict, x: int, n: int) -> tuple[bool, float]:
-    """One CUSUM update with a window's (or a pool's) counts; restart after an alarm."""
-    a, b = cusum.llr_weights(st["p0"], st["p1"])
-    s = max(0.0, st["s"] + x * a - (n - x) * b)
-    if s > 0:
-        st["run_x"], st["run_n"] = st["run_x"] + x, st.get("run_n", 0) + n
-    else:
-        st["run_x"] = st["run_n"] = 0
-    fire = s >= st["h"]
-    st.pop("fired_x", None)
-    if fire:  # after an alarm the chart restarts, so a second alarm needs fresh evidence
-        st["fired_x"] = st["run_x"]
-        st["s"], st["run_x"], st["run_n"] = 0.0, 0, 0
-    else:
-        st["s"] = s
-    return fire, s
+def _chart_finding(rule: Rule, chart: dict, sid: str, w: float, x: int, n: int, *, fire: bool, calm: bool,
+                   statistic: float, incident_events: int, detected_at: float | None = None) -> Finding:
+    extra = {"p1": chart["p1"], "incident_events": incident_events}
+    if detected_at is not None:
+        extra["sequential"] = True
+    return Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=statistic, baseline=chart["p0"],
+                   threshold=chart["h"], detected_at=detected_at, extra=extra)
 
 
 def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends: int) -> Finding | None:
     """Window close of a CUSUM rule: warm up, or judge whether the window was calm.
 
-    Once armed, the chart itself moves message by message as deltas arrive
-    (:func:`cusum_sequence`); at the close the window only says whether the incident is over
-    (rate below the chart's reference). Thin windows are pooled for that judgement.
+    The chart itself moves message by message as deltas arrive (:func:`cusum_sequence`);
+    during warm-up the window's counts (pooled while thin) build the baseline, and once an
+    alarm fired the window only says whether the incident is over (rate below the chart's
+    reference). Thin windows are pooled for that judgement too.
     """
     chart = st
     if st["phase"] == "warmup":
         pooled = pool(rule, st, x, n, sends)
-        if pooled is not None:
-            eval_cusum(rule, st, sid, w, *pooled)
+        if pooled is not None and _warm(rule, st, *pooled):
+            _arm_cusum(rule, st)
         if not st["firing"] or "pre" not in st:
             return None
         chart = st["pre"]  # an alarm of the provisional chart resolves against its own reference
@@ -173,7 +146,8 @@ def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends:
         return None
     jx, jn = judged
     a, b = cusum.llr_weights(chart["p0"], chart["p1"])
-    return _cusum_finding(rule, chart, sid, w, jx, jn, False, jn > 0 and jx / jn < b / (a + b), chart["s"])
+    return _chart_finding(rule, chart, sid, w, jx, jn, fire=False, calm=jn > 0 and jx / jn < b / (a + b),
+                          statistic=chart["s"], incident_events=chart["run_x"])
 
 
 def provisional_chart(rule: Rule, st: dict) -> dict | None:
@@ -195,13 +169,12 @@ def provisional_chart(rule: Rule, st: dict) -> dict | None:
     return pre
 
 
-def sequential_finding(rule: Rule, st: dict, sid: str, w: float,
+def sequential_finding(rule: Rule, chart: dict, sid: str, w: float,
                        crossing: tuple[float, int, int, float]) -> Finding:
     """The alarm of a chart that crossed its threshold mid-window."""
     at, run_x, run_n, s = crossing
-    return Finding(rule, sid, w, run_x, run_n, fire=True, calm=False, statistic=s, baseline=st["p0"],
-                   threshold=st["h"], detected_at=at,
-                   extra={"p1": st["p1"], "incident_events": run_x, "sequential": True})
+    return _chart_finding(rule, chart, sid, w, run_x, run_n, fire=True, calm=False, statistic=s,
+                          incident_events=run_x, detected_at=at)
 
 
 def slot_roles(metric_name: str) -> tuple[list[bool], list[bool]]:

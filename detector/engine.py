@@ -344,8 +344,8 @@ def _sending(counts: list[int] | None) -> bool:
     come with few deliveries beside them and are not a fair sample of the scope's traffic:
     a window whose accepted messages so far are fewer than ``SENDING_RATIO`` times its
     trials (deliveries + bounces) is not charted. A steady flow accepts about one message
-    per trial; the hour of retries after a bulk send brings up to twice as many trials. ``min_sends: 0`` turns this off, for an ESP that
-    reports no accepted/processed events.
+    per trial; the hour of retries after a bulk send brings up to twice as many trials.
+    ``min_sends: 0`` turns this off, for an ESP that reports no accepted/processed events.
     """
     return counts is not None and counts[_ACCEPTED] >= SENDING_RATIO * (counts[_DELIVERED] + counts[_BOUNCED])
 

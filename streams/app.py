@@ -173,7 +173,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
                 engine = Engine(ruleset, states=view, meta=meta)
                 value = event.value
                 late = 0
-                closed_before, started = meta.get("closed_until"), time.perf_counter()
+                closed_before = meta.get("closed_until")
                 with gc_paused():
                     for d in value["deltas"]:
                         late += engine.apply_delta(delta_from_json(d))
