@@ -17,10 +17,10 @@ from typing import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from . import detectors
+from . import detectors, sends
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
-from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
+from .counts import (N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
                      sequence_type_mask)
 from .gcpause import gc_paused
 from .mailbox import register_domains
@@ -34,12 +34,9 @@ _EVALUATORS = {
 }
 
 
-_ACCEPTED = COUNTER_INDEX["accepted"]
-#: A window is charted message by message only while the scope accepts at least this many
-#: messages per trial it hears back about (see :func:`_sending`).
+#: A window is charted message by message only while the scope sends at least this many
+#: messages per trial it hears back about (see :func:`detector.sends.sending`).
 SENDING_RATIO = 0.8
-_DELIVERED = COUNTER_INDEX["delivered"]
-_BOUNCED = COUNTER_INDEX["bounced"]
 
 
 def wkey(start: float) -> str:
@@ -110,6 +107,7 @@ class Engine:
             if closed is not None and start < closed:
                 late += sum(counts[:len(EVENT_TYPES)])
                 continue
+            sends.observe(st, counts)
             key = wkey(start)
             prev = st["windows"].get(key)
             st["windows"][key] = [a + b for a, b in zip(prev, counts)] if prev is not None else list(counts)
@@ -139,6 +137,7 @@ class Engine:
         charts, trial_slots = self._charts[fields], self._trial_slots[fields]
         seq = delta.seq
         starts = sorted(delta.windows) if len(delta.windows) > 1 else list(delta.windows)
+        cov = sends.coverage(st)
         for rule, roles, delivered_counts in charts:
             rst = st["rules"].get(rule.name)
             if rst is None:
@@ -160,7 +159,7 @@ class Engine:
                 if closed is not None and start < closed:
                     continue
                 key = wkey(start)
-                if rule.min_sends > 0 and not _sending(st["windows"].get(key)):
+                if rule.min_sends > 0 and not sends.sending(st["windows"].get(key), cov, SENDING_RATIO):
                     continue  # outcomes trailing a finished send: not a fair sample, not charted
                 crossings = detectors.cusum_sequence(rule, chart, marks, roles, delivered_counts)
                 for crossing in crossings:
@@ -213,11 +212,12 @@ class Engine:
             counts = st["windows"].pop(key, zeros)
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
+            sent = sends.sends(counts, sends.coverage(st))
             for rule in self.rules_by_scope.get(fields, ()):
                 rst = st["rules"].get(rule.name) or detectors.new_state()
                 st["rules"][rule.name] = rst
                 metric = METRICS[rule.metric]
-                x, n = metric.pair(counts)
+                x, n = (sent, sent) if metric.is_send_volume else metric.pair(counts)
                 if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows
                         and start >= rst.get("fired_window", start)):
                     rst["idle"] = 0 if n else rst.get("idle", 0) + 1
@@ -227,10 +227,10 @@ class Engine:
                 if rule.test in ("surge", "silence"):
                     finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
                 elif rule.test == "cusum":
-                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, counts[_ACCEPTED])
+                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent)
                 else:
                     pooled = (x, n) if rule.test == "policy" else \
-                        detectors.pool(rule, rst, x, n, counts[_ACCEPTED])
+                        detectors.pool(rule, rst, x, n, sent)
                     finding = None if pooled is None else _EVALUATORS[rule.test](rule, rst, sid, start, *pooled)
                 if finding is None:
                     continue
@@ -335,19 +335,6 @@ def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
     plan = (sequences, trial_slots, charts)
     _PLANS[id(ruleset)] = (ruleset, plan)
     return plan
-
-
-def _sending(counts: list[int] | None) -> bool:
-    """Is the scope sending, rather than only hearing back about an earlier send?
-
-    Outcomes that trail a finished bulk send (retries that end in blocks, late bounces)
-    come with few deliveries beside them and are not a fair sample of the scope's traffic:
-    a window whose accepted messages so far are fewer than ``SENDING_RATIO`` times its
-    trials (deliveries + bounces) is not charted. A steady flow accepts about one message
-    per trial; the hour of retries after a bulk send brings up to twice as many trials.
-    ``min_sends: 0`` turns this off, for an ESP that reports no accepted/processed events.
-    """
-    return counts is not None and counts[_ACCEPTED] >= SENDING_RATIO * (counts[_DELIVERED] + counts[_BOUNCED])
 
 
 def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:

@@ -23,6 +23,12 @@ class Metric:
     def is_volume(self) -> bool:
         return not self.denominator
 
+    @property
+    def is_send_volume(self) -> bool:
+        """Counts sends, which a stream without send events measures by its delivery attempts
+        (:mod:`detector.sends`)."""
+        return self.numerator == ("accepted",) and not self.denominator
+
     def pair(self, counts: np.ndarray) -> tuple[int, int]:
         """(x, n) of this metric for one window's counter vector."""
         x = int(sum(counts[COUNTER_INDEX[c]] for c in self.numerator))
@@ -41,6 +47,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "deferrals / (delivered + bounced + deferred)"),
     Metric("drop_rate", ("dropped",), ("delivered", "bounced", "dropped"), "drops / (delivered + bounced + dropped)"),
     Metric("unsubscribe_rate", ("unsubscribed",), ("delivered",), "unsubscribes / delivered"),
-    Metric("volume", ("accepted",), (), "messages accepted by the ESP per window (send volume)"),
+    Metric("volume", ("accepted",), (), "messages sent per window: accepted by the ESP, or delivery attempts where "
+           "the stream has no send events"),
     Metric("delivery_volume", ("delivered", "bounced"), (), "delivery attempts per window"),
 )}
