@@ -15,8 +15,11 @@ import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
 
-#: Counter layout of one window: one slot per event type, then one per bounce class.
-COUNTERS: tuple[str, ...] = EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
+#: Counter layout of one window: one slot per event type, then one per bounce class, then the
+#: sends and delivery attempts of messages that name no campaign (the volume a campaign's
+#: send does not explain: an IP pool's surge of unattributed mail is the security signal).
+COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
+                             + ("unattributed_accepted", "unattributed_attempts"))
 N_COUNTERS = len(COUNTERS)
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
@@ -142,6 +145,29 @@ def _decode(uniq: np.ndarray, radix: list[int], vocabs: list[list[str]]) -> list
 
 
 _DELIVERED = TYPE_CODE["delivered"]
+_UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
+_UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
+
+
+def _extra_slots(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Rows counted a second time, and their slot: bounces by class, unattributed sends/attempts."""
+    rows, slots = [], []
+    bounce_rows = np.flatnonzero(batch.bounce_code >= 0)
+    if bounce_rows.size:
+        rows.append(bounce_rows)
+        slots.append(_BOUNCE_OFFSET + batch.bounce_code[bounce_rows].astype(np.int64))
+    camp = batch.fields.get("campaign")
+    if camp is not None:
+        anon = camp < 0
+        if anon.any():
+            tc = batch.type_code
+            acc = np.flatnonzero(anon & (tc == TYPE_CODE["accepted"]))
+            att = np.flatnonzero(anon & ((tc == _DELIVERED) | (tc == TYPE_CODE["bounced"])))
+            rows += [acc, att]
+            slots += [np.full(acc.size, _UNATTRIBUTED_ACCEPTED), np.full(att.size, _UNATTRIBUTED_ATTEMPTS)]
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(slots)
 
 
 def _sequence_marks(batch: EventBatch, rows: np.ndarray, group: np.ndarray, n_groups: int,
@@ -198,7 +224,7 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
     n_windows = int(win_idx.max()) - w0 + 1
     # One counter slot per event type, plus one per bounce class for bounces.
     slot = batch.type_code.astype(np.int64)
-    bounce_rows = np.flatnonzero(batch.bounce_code >= 0)
+    extra_rows, extra_slots = _extra_slots(batch)
     for fields in scopes:
         cols = [batch.fields[f] for f in fields]
         valid = np.ones(len(batch), dtype=bool)
@@ -216,13 +242,13 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
         n_groups = uniq.size * n_windows
         counts = np.bincount(group * N_COUNTERS + slot[rows], minlength=n_groups * N_COUNTERS)
         counts = counts.reshape(uniq.size, n_windows, N_COUNTERS)
-        if bounce_rows.size:
-            valid_b = bounce_rows[valid[bounce_rows]]
+        if extra_rows.size:
+            keep = valid[extra_rows]
+            valid_b = extra_rows[keep]
             if valid_b.size:
                 pos = np.searchsorted(uniq, combined[valid_b])
                 gb = pos * n_windows + (win_idx[valid_b] - w0)
-                extra = np.bincount(gb * N_COUNTERS + _BOUNCE_OFFSET + batch.bounce_code[valid_b],
-                                    minlength=n_groups * N_COUNTERS)
+                extra = np.bincount(gb * N_COUNTERS + extra_slots[keep], minlength=n_groups * N_COUNTERS)
                 counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
         seq_types = sequences.get(tuple(fields)) if sequences else None
         if seq_types is not None:

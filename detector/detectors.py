@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from . import cusum, policy, volume, window_test
+from . import cusum, flow, policy, volume, window_test
 from .counts import COUNTERS
 from .rates import METRICS
 from .rules import Rule
@@ -298,21 +298,12 @@ def _volume_expected(rule: Rule, st: dict, w: float) -> float:
         seasonal = float(volume.SeasonalBaseline.from_dict(st["season"]).expected(w))
         if math.isfinite(seasonal):  # NaN until the hour-of-week slot has data
             return seasonal
-    return st["mean"]
+    mu = flow.expected(st["flow"], w)
+    return mu if math.isfinite(mu) else 0.0
 
 
-def _volume_learn(rule: Rule, st: dict, w: float, count: int, window: float) -> None:
-    if st["ww"] < max(rule.warmup_windows, 1):  # Welford while warming up, EWMA after
-        st["ww"] += 1
-        d = count - st["mean"]
-        st["mean"] += d / st["ww"]
-        st["m2"] += d * (count - st["mean"])
-        st["var"] = st["m2"] / max(st["ww"] - 1, 1)
-    else:
-        lam = rule.ewma
-        d = count - st["mean"]
-        st["mean"] += lam * d
-        st["var"] = (1 - lam) * (st["var"] + lam * d * d)
+def _volume_learn(rule: Rule, st: dict, w: float, count: float, window: float) -> None:
+    flow.learn(st["flow"], w, count, rule.ewma)
     if rule.seasonal:
         season = volume.SeasonalBaseline.from_dict(st["season"]) if "season" in st \
             else volume.SeasonalBaseline(window)
@@ -320,38 +311,66 @@ def _volume_learn(rule: Rule, st: dict, w: float, count: int, window: float) -> 
         st["season"] = season.to_dict()
 
 
-def _dispersion(st: dict) -> float:
-    mean, var = st["mean"], st["var"]
-    return mean * mean / (var - mean) if var > mean > 0 else math.inf
+def _volume_warmup(rule: Rule, st: dict, w: float, count: int, window: float) -> None:
+    """Learn, and arm once the scope was steady: traffic in ``min_active`` of the warm-up windows.
+
+    A bulk send is active for its send and its tail, then quiet: it never qualifies, so its end
+    is not "silence" and its next send is not a "surge". An unsteady period starts the count over.
+    """
+    _volume_learn(rule, st, w, count, window)
+    st["ww"] += 1
+    st["active"] = st.get("active", 0) + (count > 0)
+    if st["ww"] >= max(rule.warmup_windows, 1):
+        if st["active"] >= rule.min_active * st["ww"]:
+            st["phase"] = "armed"
+        else:
+            st["ww"] = st["active"] = 0
 
 
 def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: float) -> Finding | None:
-    """Volume surge (negative-binomial upper tail) or silence (P(zero) under the baseline)."""
-    st.setdefault("mean", 0.0)
-    st.setdefault("m2", 0.0)
-    st.setdefault("var", 0.0)
+    """Volume surge (negative-binomial upper tail) or silence (a run of empty windows that the
+    learned hour-of-day rate makes improbable, :mod:`detector.flow`)."""
+    if "flow" not in st:
+        st["flow"] = flow.new_profile()
     if st["phase"] == "warmup":
-        _volume_learn(rule, st, w, count, window)
-        if st["ww"] >= max(rule.warmup_windows, 1):
-            st["phase"] = "armed"
+        _volume_warmup(rule, st, w, count, window)
         return None
-    if rule.span_windows > 1:
-        count, _ = _span(rule, st, count, count)
-    expected = _volume_expected(rule, st, w) * rule.span_windows
-    disp = _dispersion(st)
+    per_window = _volume_expected(rule, st, w)
+    k = flow.dispersion(st["flow"])
     if rule.test == "surge":
-        p = float(volume.negbin_surge_pvalue(count, max(expected, 1e-9), disp))
+        if rule.span_windows > 1:
+            count, _ = _span(rule, st, count, count)
+        expected = per_window * rule.span_windows
+        p = float(volume.negbin_surge_pvalue(count, max(expected, 1e-9), k))
         fire = (count >= max(rule.min_volume, 1) and count >= rule.factor * expected
                 and p < rule.alpha and expected >= rule.min_expected)
         calm = not fire and count < rule.factor * expected
+        if not fire and not st["firing"]:
+            _volume_learn(rule, st, w, count / max(rule.span_windows, 1), window)
     else:
-        p = float(volume.silence_probability(expected, disp))
-        fire = count == 0 and expected >= rule.min_expected and p < rule.alpha
-        calm = count > 0
-    if not fire and not st["firing"]:
-        _volume_learn(rule, st, w, count / max(rule.span_windows, 1), window)
+        expected = per_window
+        held = st.setdefault("held", [])
+        if count == 0:
+            # extend the run of empty windows; learn them only if the run ends without an alarm
+            st["run_logp"] = st.get("run_logp", 0.0) + math.log(max(flow.p_zero(per_window, k), 1e-300))
+            st["run_mu"] = st.get("run_mu", 0.0) + per_window
+            held.append(w)
+        else:
+            if held and not st["firing"]:
+                for hw in held:
+                    _volume_learn(rule, st, hw, 0, window)
+            st["run_logp"], st["run_mu"], st["held"] = 0.0, 0.0, []
+        p = math.exp(st.get("run_logp", 0.0))
+        fire = count == 0 and st.get("run_mu", 0.0) >= rule.min_expected and p < rule.alpha
+        calm = count > 0 and count >= 0.5 * per_window  # recovered, not a trickle of retries
+        if fire:
+            st["held"] = []
+            expected = st["run_mu"]
+        if count > 0 and not st["firing"]:
+            _volume_learn(rule, st, w, count, window)
     return Finding(rule, sid, w, count, count, fire=fire, calm=calm, p_value=p, statistic=float(count),
-                   baseline=expected, threshold=rule.alpha, expected=expected, extra={"dispersion": disp})
+                   baseline=expected, threshold=rule.alpha, expected=expected,
+                   extra={"dispersion": k if math.isfinite(k) else None})
 
 
 def decide_round(findings: list[Finding]) -> None:

@@ -212,12 +212,16 @@ class Engine:
             counts = st["windows"].pop(key, zeros)
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
-            sent = sends.sends(counts, sends.coverage(st))
+            cov = sends.coverage(st)
+            sent = sends.sends(counts, cov)
             for rule in self.rules_by_scope.get(fields, ()):
                 rst = st["rules"].get(rule.name) or detectors.new_state()
                 st["rules"][rule.name] = rst
                 metric = METRICS[rule.metric]
-                x, n = (sent, sent) if metric.is_send_volume else metric.pair(counts)
+                if metric.is_send_volume:
+                    x = n = sends.volume(rule.metric, counts, cov)
+                else:
+                    x, n = metric.pair(counts)
                 if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows
                         and start >= rst.get("fired_window", start)):
                     rst["idle"] = 0 if n else rst.get("idle", 0) + 1
@@ -240,6 +244,12 @@ class Engine:
                 alert = self._transition(rule, rst, st, finding, reasons)
                 if alert:
                     alerts.append((self._rule_order(rule), sid, alert))
+            if st["last_seen"] is not None and start - st["last_seen"] > self.ttl:
+                for rule in self.rules_by_scope.get(fields, ()):
+                    rst = st["rules"].get(rule.name)
+                    if rst and rst.get("firing") and rule.test == "silence":  # a retired flow
+                        alerts.append((self._rule_order(rule), sid, self._resolve_idle(
+                            rule, rst, st, start, by="expired: the flow sent nothing for the scope TTL")))
             if (st["last_seen"] is not None and start - st["last_seen"] > self.ttl
                     and not any(r.get("firing") for r in st["rules"].values())):
                 expired.append(sid)
@@ -293,13 +303,13 @@ class Engine:
         rst.update(firing=False, quiet=0, alert_id=None, fired_at=None, fired_window=None)
         return alert
 
-    def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float) -> dict:
+    def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float, by: str = "no traffic") -> dict:
         """Resolve an alert whose scope stopped sending: a finished bulk send has no calm windows."""
         alert = build_alert(rule=rule, status="resolved", scope=st["scope"], the_alert_id=rst["alert_id"],
                             window=(start, start + self.window), x=0, n=0, baseline=rst.get("p0"),
                             threshold=None, p_value=None, statistic=None, reasons={}, affected=0,
-                            fired_at=rst["fired_at"], extra={"resolved_by": "no traffic",
-                                                             "idle_windows": rst["idle"]})
+                            fired_at=rst["fired_at"], extra={"resolved_by": by,
+                                                             "idle_windows": rst.get("idle", 0)})
         rst.update(firing=False, quiet=0, idle=0, alert_id=None, fired_at=None, fired_window=None)
         return alert
 

@@ -27,7 +27,7 @@ class Metric:
     def is_send_volume(self) -> bool:
         """Counts sends, which a stream without send events measures by its delivery attempts
         (:mod:`detector.sends`)."""
-        return self.numerator == ("accepted",) and not self.denominator
+        return self.numerator in (("accepted",), ("unattributed_accepted",)) and not self.denominator
 
     def pair(self, counts: np.ndarray) -> tuple[int, int]:
         """(x, n) of this metric for one window's counter vector."""
@@ -49,5 +49,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("unsubscribe_rate", ("unsubscribed",), ("delivered",), "unsubscribes / delivered"),
     Metric("volume", ("accepted",), (), "messages sent per window: accepted by the ESP, or delivery attempts where "
            "the stream has no send events"),
+    Metric("unattributed_volume", ("unattributed_accepted",), (),
+           "messages sent per window that name no campaign (volume no campaign's send explains)"),
     Metric("delivery_volume", ("delivered", "bounced"), (), "delivery attempts per window"),
 )}

@@ -68,6 +68,7 @@ class Rule:
     seasonal: bool = False
     min_expected: float = 0.0
     ewma: float = 0.1
+    min_active: float = 0.0          # share of warm-up windows with traffic before a volume rule arms
 
     @property
     def scope_fields(self) -> tuple[str, ...]:
@@ -152,6 +153,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "method": ("method", ("policy",)),
     "factor": ("ratio", ("surge",)), "seasonal": ("bool", ("surge", "silence")),
     "min_expected": ("nonneg", ("surge", "silence")), "ewma": ("prob", ("surge", "silence")),
+    "min_active": ("share", ("surge", "silence")),
 }
 _REQUIRED = ("name", "test", "metric", "scope", "category", "severity")
 
@@ -204,6 +206,11 @@ def _check_value(kind: str, node: yaml.Node, value: Any, window: float) -> Any:
         v = number()
         if not 0 < v < 1:
             raise ValueError(f"must be between 0 and 1 (exclusive), got {v}")
+        return v
+    if kind == "share":
+        v = number()
+        if not 0 <= v <= 1:
+            raise ValueError(f"must be between 0 and 1, got {v}")
         return v
     if kind == "shift":
         v = number()

@@ -27,6 +27,8 @@ from .counts import COUNTER_INDEX
 _ACCEPTED = COUNTER_INDEX["accepted"]
 _DELIVERED = COUNTER_INDEX["delivered"]
 _BOUNCED = COUNTER_INDEX["bounced"]
+_UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
+_UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
 #: Histories are halved beyond this many attempts, so a scope whose ESP changes (or that
 #: starts posting sends) re-learns its coverage within a few hundred thousand messages.
 _HALF_LIFE_ATTEMPTS = 200_000
@@ -68,6 +70,19 @@ def sends(counts: Sequence[int], cov: float) -> int:
     if cov >= 1.0:
         return acc
     return acc + int(round((1.0 - cov) * attempts(counts)))
+
+
+def unattributed(counts: Sequence[int], cov: float) -> int:
+    """Like :func:`sends`, for the messages that name no campaign."""
+    acc = counts[_UNATTRIBUTED_ACCEPTED]
+    if cov >= 1.0:
+        return acc
+    return acc + int(round((1.0 - cov) * counts[_UNATTRIBUTED_ATTEMPTS]))
+
+
+def volume(metric_name: str, counts: Sequence[int], cov: float) -> int:
+    """The send volume a volume metric counts in one window."""
+    return unattributed(counts, cov) if metric_name == "unattributed_volume" else sends(counts, cov)
 
 
 def sending(counts: Sequence[int] | None, cov: float, ratio: float) -> bool:

@@ -1,0 +1,72 @@
+"""What a steady flow is expected to send per window, for volume surge and silence.
+
+A triggered flow (password resets, receipts, a welcome series) sends every few seconds to
+minutes, all day, with a daily rhythm; a bulk send (newsletter, promo, weekly digest) is a
+burst that starts and finishes. Only the first can fall silent or run away, so a scope is
+judged only once it has been *steady*: traffic in at least ``min_active`` of the windows
+of a learning period (a day by default, longer than any bulk send's tail).
+
+Expected counts are learned per UTC hour of day (a flow at one message a minute by day may
+send one an hour at night), as exponentially weighted means per slot, and the spread
+around them as a negative-binomial overdispersion ``1/k`` (the share of variance beyond
+Poisson), also weighted. State is a plain dict, so a Faust table or a JSON file holds it.
+"""
+from __future__ import annotations
+
+import math
+
+from . import volume
+
+_SLOTS = 24
+#: Weight of a new window in its hour slot's mean once the slot has this many windows; a
+#: slot sees about 12 windows a day (5-minute windows), so the memory is a few days.
+SLOT_EWMA = 0.05
+_MIN_SLOT_WINDOWS = 3
+
+
+def _slot(window_start: float) -> int:
+    return int(math.floor(window_start / 3600.0)) % _SLOTS
+
+
+def new_profile() -> dict:
+    return {"m": [0.0] * _SLOTS, "n": [0] * _SLOTS, "od": 0.0, "odn": 0}
+
+
+def expected(profile: dict, window_start: float) -> float:
+    """Expected count in the window starting at ``window_start`` (NaN before any data)."""
+    s = _slot(window_start)
+    if profile["n"][s] >= _MIN_SLOT_WINDOWS:
+        return profile["m"][s]
+    total = sum(profile["n"])
+    if not total:
+        return math.nan
+    return sum(m * n for m, n in zip(profile["m"], profile["n"])) / total
+
+
+def dispersion(profile: dict) -> float:
+    """Negative-binomial k of counts around their slot means (inf: Poisson, no extra spread)."""
+    od = profile["od"]
+    return 1.0 / od if od > 1e-9 else math.inf
+
+
+def learn(profile: dict, window_start: float, count: float, ewma: float) -> None:
+    """Add one window's count to its hour slot; update the overdispersion estimate."""
+    s = _slot(window_start)
+    mu = expected(profile, window_start)
+    if math.isfinite(mu) and mu > 0.5:
+        # (c - mu)^2 - mu estimates mu^2 / k: the spread beyond Poisson
+        sample = ((count - mu) ** 2 - mu) / (mu * mu)
+        profile["odn"] += 1
+        lam = max(1.0 / profile["odn"], ewma)
+        profile["od"] = max(0.0, (1 - lam) * profile["od"] + lam * min(sample, 10.0))
+    n = profile["n"][s] + 1
+    profile["n"][s] = n
+    lam = max(1.0 / n, SLOT_EWMA)
+    profile["m"][s] += lam * (count - profile["m"][s])
+
+
+def p_zero(mu: float, k: float) -> float:
+    """P(no message in a window) when ``mu`` are expected with dispersion ``k``."""
+    if mu <= 0:
+        return 1.0
+    return float(volume.silence_probability(mu, k if k > 0 else math.inf))
