@@ -1,0 +1,83 @@
+"""Bulk sends are normal business: no surge, no silence, no security page for a newsletter."""
+import numpy as np
+
+from detector.engine import replay
+from detector.rules import default_rules_path, load_rules
+
+T0 = 1_717_200_000.0  # a Saturday 00:00 UTC; the flows below run around the clock
+DAY = 86400.0
+RULES = load_rules(default_rules_path())
+
+
+def _events(rng, times, campaign, pool, sends=True):
+    out = []
+    for i, t in enumerate(np.sort(times)):
+        mid = f"{campaign}-{i}"
+        base = {"provider": "sendgrid", "campaign": campaign, "ip_pool": pool, "sending_domain": "news.example.com",
+                "recipient_domain": "gmail.com", "mailbox_provider": "gmail", "recipient_hash": "h" * 64,
+                "message_id": mid, "bounce_class": None, "smtp_code": None, "reason": None}
+        if sends:
+            out.append({**base, "event_id": mid + "-a", "type": "accepted", "timestamp": float(t)})
+        out.append({**base, "event_id": mid + "-d", "type": "delivered", "timestamp": float(t) + 2.0})
+    return out
+
+
+def _steady(rng, campaign, per_minute, start, end, pool="shared", sends=True):
+    n = rng.poisson(per_minute * (end - start) / 60)
+    return _events(rng, start + (end - start) * rng.random(n), campaign, pool, sends)
+
+
+def _bulk(rng, campaign, size, start, hours, pool="shared", attributed=True):
+    evs = _events(rng, start + hours * 3600 * rng.random(size), campaign, pool)
+    if not attributed:
+        for e in evs:
+            e["campaign"] = None
+    return evs
+
+
+def _alerts(events):
+    events.sort(key=lambda e: e["timestamp"])
+    return [a for a in replay(events, RULES) if a["status"] == "firing"]
+
+
+def test_daily_newsletter_and_one_off_promo_page_nothing():
+    rng = np.random.default_rng(1)
+    events = _steady(rng, "receipts", 2, T0, T0 + 3 * DAY)
+    for day in range(3):
+        events += _bulk(rng, f"daily-news-{day}", 30_000, T0 + day * DAY + 8 * 3600, 1.0)
+    events += _bulk(rng, "one-off-promo", 50_000, T0 + 2 * DAY + 14 * 3600, 2.0)
+    assert _alerts(events) == []
+
+
+def test_a_steady_low_volume_flow_that_stops_pages_silence_within_30_minutes():
+    rng = np.random.default_rng(2)
+    stop = T0 + 1.5 * DAY
+    events = _steady(rng, "password-reset", 1, T0, stop) + _steady(rng, "receipts", 2, T0, T0 + 2 * DAY)
+    events += _bulk(rng, "newsletter", 20_000, T0 + DAY + 9 * 3600, 1.0)
+    firing = _alerts(events)
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "password-reset"})]
+    assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
+
+
+def test_outcome_only_flow_that_stops_pages_silence():
+    rng = np.random.default_rng(3)
+    stop = T0 + 1.5 * DAY
+    events = _steady(rng, "receipts", 1, T0, stop, sends=False) + _steady(rng, "other", 2, T0, 2 * DAY + T0,
+                                                                        sends=False)
+    firing = _alerts(events)
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts"})]
+    assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
+
+
+def test_unattributed_surge_on_a_pool_is_a_security_page_and_campaign_volume_is_not():
+    rng = np.random.default_rng(4)
+    events = _steady(rng, "receipts", 3, T0, T0 + 2 * DAY, pool="txn")
+    for e in _steady(rng, "untagged", 2, T0, T0 + 2 * DAY, pool="txn"):
+        e["campaign"] = None
+        events.append(e)
+    events += _bulk(rng, "big-promo", 40_000, T0 + DAY + 10 * 3600, 1.0, pool="txn")
+    leak = T0 + DAY + 20 * 3600
+    events += _bulk(rng, None, 20_000, leak, 1.0, pool="txn", attributed=False)
+    firing = _alerts(events)
+    assert [(a["rule"], a["scope"]) for a in firing] == [("ip_pool_surge", {"ip_pool": "txn"})]
+    assert leak <= firing[0]["detected_at"] <= leak + 15 * 60
