@@ -224,7 +224,7 @@ class Engine:
                     x, n = metric.pair(counts)
                 if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows
                         and start >= rst.get("fired_window", start)):
-                    rst["idle"] = 0 if n else rst.get("idle", 0) + 1
+                    rst["idle"] = 0 if n or _span_holds_evidence(rule, rst) else rst.get("idle", 0) + 1
                     if rst["idle"] >= rule.resolve_idle_windows:
                         alerts.append((self._rule_order(rule), sid, self._resolve_idle(rule, rst, st, start)))
                         continue
@@ -345,6 +345,20 @@ def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
     plan = (sequences, trial_slots, charts)
     _PLANS[id(ruleset)] = (ruleset, plan)
     return plan
+
+
+def _span_holds_evidence(rule: Rule, rst: dict) -> bool:
+    """Does a policy rule's span still hold enough trials to be judged?
+
+    Complaints keep arriving for hours after a bulk send's last delivery: windows without
+    deliveries are not "no traffic" while the span still carries the send, so the alert is
+    decided by the span (resolved once its rate is back under the line), not by idleness;
+    resolving on idleness and firing again on the next complaint made one incident page
+    three times.
+    """
+    if rule.test != "policy":
+        return False
+    return sum(r[1] for r in rst.get("recent", ())) >= max(1, rule.min_volume)
 
 
 def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:

@@ -75,3 +75,15 @@ def test_outcome_only_clean_stream_pages_nothing():
 def _default():
     from detector.rules import default_rules_path
     return default_rules_path()
+
+
+def test_wrong_segment_pages_once_per_scope_while_its_complaints_trickle_in():
+    """Complaints keep arriving after the send's last delivery: no resolve-and-fire-again."""
+    table, _ = simulate("wrong-segment", seed=1, scale=0.5)
+    alerts = list(replay(list(table), load_rules(_default())))
+    by_scope = {}
+    for a in alerts:
+        by_scope.setdefault(a["dedup_key"], []).append(a["status"])
+    assert by_scope, "the wrong segment paged nothing"
+    for key, statuses in by_scope.items():
+        assert statuses in (["firing"], ["firing", "resolved"]), (key, statuses)
