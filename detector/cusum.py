@@ -28,10 +28,23 @@ Solving (I - Q) L = 1:
   unknown g(0) (the discrete "scale function" of a skip-free walk) in O(H) vectorised work, and the equation
   at the top closes it.  The forward pass does not depend on H, so :func:`calibrate_h` gets ARL0 at every
   lattice level from one pass.  This matters for rare events: p0 = 0.1% gives H ~ 5,000 levels with m = 548
-  and a banded LU would fill H*m entries.  For r > 1 the forward recursion is numerically unstable (r - 1
-  spurious modes grow), so the system goes to LAPACK's banded solver (lower band r, upper band m); refinement
-  only happens when a/b < 500, where b is large and the lattice small.
-  Tests check both solvers against spsolve to 1e-6 relative and against Monte Carlo.
+  and a banded LU would fill H*m entries.  But the closing equation cancels: when p*(m+1) > 1 (W drifts
+  up) a root of q*z^(m+1) - z^m + p above 1 makes g grow like z^y (0.01 -> 0.015, ARL0 = 4e7, p = 0.05 gave
+  -1.3e31 for an ARL of 676), and at any p a huge ARL is a difference of nearly equal numbers (error
+  ~ eps*ARL).  So each result comes with its cancellation factor cond (:meth:`_ForwardRows.arl_cond_at`;
+  measured error <= 1e2*eps*cond) and above cond = 1e7 the *ladder* solve is used: Gaussian elimination of
+  the same system from the absorbing end (y = 0, 1, ...) without pivoting stays bidiagonal, its pivots are
+  the climbing probabilities A_y = P(reach y+1 before absorption | at y) = q / (1 - p*prod(A over the m
+  levels below)), and ARL = (1 + (p/q)*S) / (p*(1 - prod A)) with S a positive sum.  Accumulating 1 - prod A
+  as a sum too, it never subtracts, so its relative error is O(H*eps) for every p and ARL.  It is a scalar
+  loop (O(1) per level via a sliding window over m levels) several times slower than the vectorised pass,
+  hence the hybrid rather than the ladder alone: at p0 (calibrate_h) and near p1 the forward pass is
+  accurate and stays in use.
+  For r > 1 the forward recursion is numerically unstable (r - 1 spurious modes grow), so the system goes
+  to LAPACK's banded solver (lower band r, upper band m); refinement only happens when a/b < 500, where b is
+  large and the lattice small.
+  Tests check both solvers against spsolve to 1e-6 relative on a grid of rates, the ladder against exact
+  decimal arithmetic where spsolve itself loses digits (ARL >~ 1e10), and both against Monte Carlo.
 """
 
 from __future__ import annotations
@@ -58,6 +71,8 @@ __all__ = [
 _MAX_RESOLUTION = 32
 _REL_TOL_A = 1e-3
 _MAX_H_NATS = 200.0  # e^200 run lengths would lose all precision; no real ARL0 target is near this
+_FORWARD_MAX_COND = 1e7  # r = 1 forward pass trusted up to this cancellation factor (error <~ 1e2*eps*cond)
+_FORWARD_ROUGH_COND = 1e12  # ... and to a few % up to this one (enough to tell 2x above/below a target)
 
 
 def llr_weights(p0: float, p1: float) -> tuple[float, float]:
@@ -195,6 +210,128 @@ class _ForwardRows:
         u = np.linalg.solve(mat, rhs)
         return float(rtop[0] + rtop[1:] @ u)
 
+    def arl_cond_at(self, levels: int) -> tuple[float, float]:
+        """For r = 1: (ARL, cond) with the closing equation written out; cond multiplies the cancellation
+        factors of its three sums, so eps*cond estimates the relative error (inf when it is meaningless)."""
+        p, m = self.p, self.m
+        top = levels - 1
+        c_t, d_t = self.row(top)
+        c_m, d_m = self._rows[self._pad + top - m]  # zero padding when top - m < 0
+        with np.errstate(all="ignore"):
+            mat = p * (d_t - d_m)
+            rhs = 1.0 - p * (c_t - c_m)
+            u = rhs / mat
+            value = c_t + d_t * u
+            cond = (
+                p * (abs(d_t) + abs(d_m)) / abs(mat)
+                * (1.0 + p * (abs(c_t) + abs(c_m))) / abs(rhs)
+                * (abs(c_t) + abs(d_t * u)) / abs(value)
+            )
+        if not (math.isfinite(value) and math.isfinite(cond) and value > 0.0):
+            cond = math.inf
+        return float(value), float(cond)
+
+
+class _LadderRows:
+    """Stable r = 1 solve (see module doc): elimination from the absorbing end, y = 0, 1, ..., no pivoting.
+
+    For each y it records the aggregate of the m levels below y, window [y-m, y-1] (levels < 0 count as
+    A = 0: a jump there is absorbed): ``one_minus`` = 1 - prod A_j and ``acc`` = sum_k prod_{j<=k} A_j beta_k,
+    combined as (P, C, S)_left + (P, C, S)_right = (P_l*P_r, C_l + P_l*C_r, S_l + P_l*S_r): only products
+    and sums of non-negative numbers.  The window is the suffix of the previous block of m levels plus the
+    prefix of the current one, so each level costs O(1).  Like the forward pass it does not depend on H.
+    """
+
+    def __init__(self, p: float, m: int, ymax: int):
+        self.p = p
+        q = 1.0 - p
+        pq = p / q
+        n = ymax + 1
+        one_minus = [0.0] * n
+        acc = [0.0] * n
+        el_a = [0.0] * m  # current block: A_j, 1 - A_j, A_j*beta_j
+        el_c = [0.0] * m
+        el_s = [0.0] * m
+        suf_p = [0.0] * m  # previous block's suffix aggregates; before y = 0 everything is absorbed
+        suf_c = [1.0] * m
+        suf_s = [0.0] * m
+        pre_p, pre_c, pre_s = 1.0, 0.0, 0.0  # current block's prefix aggregate
+        k = 0
+        for y in range(n):
+            if k == m:  # block complete: its suffix aggregates serve the next m levels
+                sp_, sc, ss = 1.0, 0.0, 0.0
+                for j in range(m - 1, -1, -1):
+                    a = el_a[j]
+                    sc = el_c[j] + a * sc
+                    ss = el_s[j] + a * ss
+                    sp_ *= a
+                    suf_p[j] = sp_
+                    suf_c[j] = sc
+                    suf_s[j] = ss
+                pre_p, pre_c, pre_s = 1.0, 0.0, 0.0
+                k = 0
+            w_p = suf_p[k]
+            c = suf_c[k] + w_p * pre_c  # 1 - prod A over [y-m, y-1]
+            s_ = suf_s[k] + w_p * pre_s
+            one_minus[y] = c
+            acc[y] = s_
+            d = q + p * c  # pivot 1 - p*prod A, written as a sum
+            a = q / d
+            a_beta = a * (1.0 + pq * s_)
+            pre_c += pre_p * (p * c / d)  # 1 - A = p*c/d
+            pre_s += pre_p * a_beta
+            pre_p *= a
+            el_a[k] = a
+            el_c[k] = p * c / d
+            el_s[k] = a_beta
+            k += 1
+        self._one_minus = one_minus
+        self._acc = acc
+
+    def arl_at(self, levels: int) -> float:
+        """Zero-state ARL for absorption at `levels` (levels-1 <= ymax); the top pivot is p*(1 - prod A)."""
+        p = self.p
+        top = levels - 1
+        return (1.0 + p / (1.0 - p) * self._acc[top]) / (p * self._one_minus[top])
+
+
+class _R1Rows:
+    """ARL at every level <= ymax+1 for r = 1: the forward pass where it is well conditioned, else the ladder.
+
+    Neither pass depends on H (the ladder one is only run when needed), so :func:`arl` and :func:`calibrate_h`
+    give the same number for the same level."""
+
+    def __init__(self, p: float, m: int, ymax: int):
+        self.p, self.m, self.ymax = p, m, ymax
+        with np.errstate(all="ignore"):  # far above p1 the pass overflows; arl_cond_at then reports inf
+            self._forward = _ForwardRows(p, m, 1, ymax)
+        self._ladder = None
+
+    def arl_at(self, levels: int) -> float:
+        value, cond = self._forward.arl_cond_at(levels)
+        if cond <= _FORWARD_MAX_COND:
+            return value
+        return self._ladder_at(levels)
+
+    def reaches(self, levels: int, target: float) -> bool:
+        """``arl_at(levels) >= target``, without the ladder pass when the forward value, although not accurate
+        to 1e-6, is off from the target by far more than its error (~1e2*eps*cond <= 0.03): calibrate_h's
+        first bracket sits where the Wald bound puts it, often ARL0 ~ 1e10 for rare events."""
+        value, cond = self._forward.arl_cond_at(levels)
+        if cond <= _FORWARD_MAX_COND:
+            return value >= target
+        if cond <= _FORWARD_ROUGH_COND:
+            if value >= 2.0 * target:
+                return True
+            if value <= 0.5 * target:
+                return False
+        return self._ladder_at(levels) >= target
+
+    def _ladder_at(self, levels: int) -> float:
+        if self._ladder is None:
+            self._ladder = _LadderRows(self.p, self.m, self.ymax)
+        return self._ladder.arl_at(levels)
+
 
 def _banded_levels(p: float, m: int, r: int, levels: int) -> float:
     """Zero-state ARL from (I - Q) L = 1 with LAPACK's banded solver (lower band r, upper band m)."""
@@ -217,7 +354,7 @@ def _arl_levels(p: float, m: int, r: int, levels: int) -> float:
     if levels <= m:
         return 1.0 / p  # every event jumps from 0 past the threshold
     if r == 1:
-        return _ForwardRows(p, m, 1, levels - 1).arl_at(levels)
+        return _R1Rows(p, m, levels - 1).arl_at(levels)
     return _banded_levels(p, m, r, levels)
 
 
@@ -245,11 +382,11 @@ def _calibrate_cached(p0: float, p1: float, arl0: float) -> float:
     hi = min(_levels(math.log(target) + 1.0, unit), max_levels)
     while True:
         if r == 1:
-            rows = _ForwardRows(p0, m, 1, hi - 1)  # one forward pass serves every level <= hi
-            arl0_at = rows.arl_at
+            rows = _R1Rows(p0, m, hi - 1)  # one pass serves every level <= hi
+            reaches = lambda levels: rows.reaches(levels, target)  # noqa: E731
         else:
-            arl0_at = lambda levels: _banded_levels(p0, m, r, levels)  # noqa: E731
-        if arl0_at(hi) >= target:
+            reaches = lambda levels: _banded_levels(p0, m, r, levels) >= target  # noqa: E731
+        if reaches(hi):
             break
         if hi >= max_levels:
             raise ValueError(f"arl0={arl0!r} needs a threshold beyond {_MAX_H_NATS} nats")
@@ -258,7 +395,7 @@ def _calibrate_cached(p0: float, p1: float, arl0: float) -> float:
     # ARL0(h) is a step function, so this integer bisection is exactly where brentq would converge.
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if arl0_at(mid) >= target:
+        if reaches(mid):
             hi = mid
         else:
             lo = mid

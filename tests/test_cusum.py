@@ -1,6 +1,7 @@
 """Bernoulli CUSUM: exact ARLs against anchors.md table C, the spsolve reference and Monte Carlo."""
 
 import math
+from decimal import Decimal, localcontext
 
 import numpy as np
 import pytest
@@ -76,6 +77,85 @@ def test_anchor_table_method_reproduced_exactly(p0, p1, arl0, h_table, arl1_tabl
 def test_fast_solvers_match_spsolve(p0, p1, h, r):
     for p in (p0, p1, (p0 + p1) / 2):
         assert arl(p, p0, p1, h, r) == pytest.approx(arl_sparse(p, p0, p1, h, r), rel=1e-6)
+
+
+# r = 1 rare-event lattices (forced to r = 1 where the default refines), h calibrated on the default lattice
+R1_LATTICES = [(0.001, 0.003, 1e7), (0.005, 0.015, 1e7), (0.01, 0.015, 4e7), (0.02, 0.05, 1e7)]
+
+
+def _spsolve_rel(p, p0, p1, h, r):
+    """arl/spsolve - 1.  spsolve's own error grows like eps*ARL (cond(I - Q) ~ ARL, 2e-6 at ARL 3e10), so the
+    tolerance is 1e-6 + 1e-15*ARL; _exact_arl_r1 checks arl to 1e-10 where even that is loose."""
+    ref = arl_sparse(p, p0, p1, h, r)
+    got = arl(p, p0, p1, h, r)
+    return abs(got - ref) / ref, 1e-6 + 1e-15 * ref
+
+
+@pytest.mark.parametrize("p0,p1,arl0", R1_LATTICES)
+def test_r1_solver_matches_spsolve_over_rate_grid(p0, p1, arl0):
+    """Far above p1 the r = 1 forward recursion used to return -1e31, 1e83 or NaN (the W drift up)."""
+    h = calibrate_h(p0, p1, arl0)
+    for p in np.geomspace(p0 / 2, 0.5, 25):
+        err, tol = _spsolve_rel(p, p0, p1, h, 1)
+        assert err <= tol, (p, err)
+
+
+def test_r1_issue_case():
+    h = calibrate_h(0.01, 0.015, 4e7)
+    assert arl_sparse(0.05, 0.01, 0.015, h) == pytest.approx(676.2, abs=0.1)
+    assert arl(0.05, 0.01, 0.015, h) == pytest.approx(arl_sparse(0.05, 0.01, 0.015, h), rel=1e-9)
+
+
+def test_r1_random_lattices_match_spsolve():
+    rng = np.random.default_rng(20240917)
+    for _ in range(25):
+        p0 = 10 ** rng.uniform(-3, -1)
+        p1 = p0 * rng.uniform(1.3, 4.0)
+        h = rng.uniform(3.0, 12.0)
+        for p in (p0 / 2, p0, p1, 2 * p1, 4 * p1, 0.5):
+            if p < 1:
+                err, tol = _spsolve_rel(p, p0, p1, h, 1)
+                assert err <= tol, (p0, p1, h, p, err)
+
+
+def _exact_arl_r1(p, m, levels, prec=400):
+    """The module's forward recursion in 400-digit decimal arithmetic: exact even where it cancels (g grows
+    like 2.5^H at p = 0.6 and H = 643)."""
+    with localcontext() as ctx:
+        ctx.prec = prec
+        p = Decimal(p)
+        q = 1 - p
+        top = levels - 1
+        zero = Decimal(0)
+        c, d = [zero], [Decimal(1)]  # g(y) = c(y) + d(y)*g(0)
+        for y in range(top):
+            cm, dm = (c[y - m], d[y - m]) if y >= m else (zero, zero)
+            c.append((c[y] - 1 - p * cm) / q)
+            d.append((d[y] - p * dm) / q)
+        cm, dm = (c[top - m], d[top - m]) if top >= m else (zero, zero)
+        u = (1 - p * (c[top] - cm)) / (p * (d[top] - dm))  # top row: p*g(top) - p*g(top - m) = 1
+        return float(c[top] + d[top] * u)
+
+
+@pytest.mark.parametrize("p", [0.005, 0.01, 0.02, 0.0339, 0.05, 0.2, 0.6])
+def test_r1_arl_exact_where_spsolve_loses_digits(p):
+    """ARL from 5e30 (p = p0/4) down to 2: spsolve is off by O(1) at the top end, arl by < 1e-10."""
+    p0, p1, h = 0.02, 0.05, 20.0
+    unit, m, _ = lattice(p0, p1, 1)
+    exact = _exact_arl_r1(p, m, math.ceil(h / unit))
+    assert arl(p, p0, p1, h, 1) == pytest.approx(exact, rel=1e-10)
+
+
+def test_calibrate_h_exact_for_huge_arl0():
+    """ARL0 = 1e12 on an r = 1 lattice: the levels near the target take the ladder, and the calibration holds
+    in exact arithmetic."""
+    p0, p1, target = 0.01, 0.015, 1e12
+    unit, m, r = lattice(p0, p1)
+    assert r == 1
+    h = calibrate_h(p0, p1, target)
+    levels = round(h / unit)
+    assert _exact_arl_r1(p0, m, levels, prec=60) >= target > _exact_arl_r1(p0, m, levels - 1, prec=60)
+    assert arl(p0, p0, p1, h) == pytest.approx(_exact_arl_r1(p0, m, levels, prec=60), rel=1e-10)
 
 
 def test_refined_lattice_when_ratio_is_coarse():
