@@ -86,6 +86,8 @@ _EXTERNAL: list[tuple[str, str, str, str]] = [
      "detection quality on labelled simulated traffic: delays vs the exact CUSUM bound, false alarms, "
      "precision/recall; Markdown report + plots"),
     ("simulate", "sim", "main_simulate", "simulate labelled ESP traffic: JSONL events + ground-truth labels"),
+    ("doctor", "ddetect.doctor", "main_doctor",
+     "which rules can run on a sample of your events, per ESP (blind rules, split scopes, missing send events)"),
     ("normalize", "ddetect.cli", "main_normalize", "print the canonical events a raw ESP payload file produces"),
     ("ingest", "ddetect.cli", "main_ingest", "run the webhook ingest server (ESP webhooks -> Kafka)"),
     ("route", "ddetect.cli", "main_route", "routing tools: `route test label=value ...` prints receivers"),

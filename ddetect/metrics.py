@@ -56,6 +56,11 @@ class Metrics:
             ("type", "bounce_class"))
         self.events_invalid = counter(
             "events_invalid_total", "Messages on the events topic that failed validation (sent to the DLQ).")
+        self.rules_blind = gauge(
+            "rules_blind", "1 for each rule an ESP's stream leaves unable to run: reason no_event_type "
+            "(the ESP posts no event of a type the rule reads), no_field (no event carries a scope field) or "
+            "split (a scope field missing on some event types); see `ddetect doctor`.",
+            ("rule", "provider", "reason"))
         self.events_late = counter(
             "events_late_total", "Events that arrived after their window closed (past allowed lateness).")
         self.event_lateness = histogram(

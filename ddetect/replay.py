@@ -12,6 +12,8 @@ import os
 import sys
 from typing import IO, Iterator
 
+from detector.counts import EventBatch
+from detector.coverage import BlindRules
 from detector.engine import Engine
 from detector.event import EventError, parse_line
 from detector.rules import RuleSet
@@ -46,6 +48,7 @@ def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort:
         from tqdm import tqdm
         bar = tqdm(total=size or None, unit="B", unit_scale=True, file=errors, desc="replay")
     engine = Engine(ruleset)
+    blind = BlindRules(ruleset)
     n_events = n_alerts = 0
     batch: list[dict] = []
 
@@ -59,14 +62,14 @@ def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort:
         for ev in events:
             batch.append(ev)
             if len(batch) >= BATCH:
-                emit(engine.process(batch))
+                emit(_process(engine, blind, batch, errors))
                 n_events += len(batch)
                 batch = []
                 if bar is not None and path != "-":
                     bar.n = stream.tell()
                     bar.refresh()
         if batch:
-            emit(engine.process(batch))
+            emit(_process(engine, blind, batch, errors))
             n_events += len(batch)
         emit(engine.flush())
     finally:
@@ -74,7 +77,17 @@ def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort:
             bar.close()
         if stream is not sys.stdin.buffer:
             stream.close()
-    return {"events": n_events, "alerts": n_alerts, "late": engine.late_events, "invalid": counter.count}
+    return {"events": n_events, "alerts": n_alerts, "late": engine.late_events, "invalid": counter.count,
+            "blind_rules": len(blind.reported)}
+
+
+def _process(engine: Engine, blind: BlindRules, events: list[dict], errors: IO[str]) -> list[dict]:
+    """One batch through the engine; say once per ESP and rule when the stream leaves a rule blind."""
+    batch = EventBatch.from_events(events, engine.vocab)
+    for v in blind.update(batch):
+        print(f"ddetect: rule {v.rule} cannot run on {v.esp} traffic ({v.status}): {v.detail} "
+              f"(see `ddetect doctor`)", file=errors)
+    return engine.process_batch(batch)
 
 
 class _ErrorCounter:

@@ -16,6 +16,7 @@ from ddetect.metrics import Metrics, default_metrics, observe_many
 from ddetect.metrics_http import metrics_response
 from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
+from detector.coverage import BlindRules
 from detector.engine import Engine, sequence_types
 from detector.event import EVENT_TYPES
 from detector.gcpause import gc_paused
@@ -111,6 +112,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
     scope_defs = ruleset.scopes()
     sequences = sequence_types(ruleset)
+    blind = BlindRules(ruleset)
 
     @app.agent(events_topic)
     async def count_events(stream):
@@ -147,6 +149,10 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
         with gc_paused():  # synchronous: no other coroutine runs while the collector waits
             batch = EventBatch.from_events(events, vocab)
             _observe_batch(metrics, batch, campaigns)
+            for v in blind.update(batch):  # once per ESP and rule
+                log.warning("rule %s cannot run on %s traffic (%s): %s (see `ddetect doctor`)",
+                            v.rule, v.esp, v.status, v.detail)
+                metrics.rules_blind.labels(v.rule, v.esp, v.reason).set(1)
             for delta in aggregate(batch, scope_defs, window, sequences).values():
                 per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
         newest = float(batch.timestamp.max())
