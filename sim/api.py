@@ -8,9 +8,10 @@ from typing import IO, Iterable
 
 import numpy as np
 
+from .profiles import behaviour, profile_name
 from .scenarios import SCENARIOS, finalize_label
 from .table import EventTable
-from .traffic import generate_events, generate_messages, webhook_arrivals
+from .traffic import COMPLAINT_DELAY_MEDIAN, RETRY_GAPS, generate_events, generate_messages, webhook_arrivals
 from .world import build_world
 
 DEFAULT_START = 1717488000.0   # 2024-06-04 08:00:00 UTC: a fixed start keeps runs reproducible
@@ -24,21 +25,33 @@ def scenario_name(name: str) -> str:
 
 
 def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration: float = 6 * 3600.0,
-             scale: float = 1.0) -> tuple[EventTable, list[dict]]:
+             scale: float = 1.0, profile: str = "sends",
+             params: dict | None = None) -> tuple[EventTable, list[dict]]:
     """Simulate ``duration`` seconds of traffic from ``start`` with one scenario applied.
 
     Returns the events as an :class:`EventTable` (iterate it for canonical dicts, in the
     order webhooks would arrive: late and duplicate deliveries included) and the labels.
     Same arguments, same output, byte for byte. ``scale`` multiplies every volume
-    (scale 1 is ~1M events per 6 h)."""
+    (scale 1 is ~1M events per 6 h). ``profile`` (:mod:`sim.profiles`) decides which event
+    types each campaign's ESP posts and how it retries; ``sends`` is every type from every
+    campaign. ``params`` are keyword arguments for the scenario function (the held-out
+    variants, :mod:`sim.heldout`)."""
     name = scenario_name(scenario)
+    prof = profile_name(profile)
     world = build_world(seed, start, duration, scale)
-    specs = SCENARIOS[name](world, np.random.default_rng([seed, 2]))
+    specs = SCENARIOS[name](world, np.random.default_rng([seed, 2]), **(params or {}))
+    esp = behaviour(prof, [c.esp for c in world.campaigns], RETRY_GAPS, COMPLAINT_DELAY_MEDIAN)
     ips = sorted({ip for c in world.campaigns for ip in c.sender.ips})
     msgs = generate_messages(world, np.random.default_rng([seed, 3]), {ip: i for i, ip in enumerate(ips)})
-    raw, reasons = generate_events(world, msgs, np.random.default_rng([seed, 4]), ips)
+    raw, reasons = generate_events(world, msgs, np.random.default_rng([seed, 4]), ips,
+                                   esp=None if prof == "sends" else esp)
     rows, seq, arrival = webhook_arrivals(raw, np.random.default_rng([seed, 5]))
-    tag = f"{name}|{seed}|{start!r}|{duration!r}|{scale!r}".encode()
+    tag = f"{name}|{seed}|{start!r}|{duration!r}|{scale!r}"
+    if prof != "sends":
+        tag += f"|{prof}"
+    if params:
+        tag += "|" + json.dumps(params, sort_keys=True, default=str)
+    tag = tag.encode()
     table = EventTable(
         ts=np.round(raw.ts[rows], 3), arrival=np.round(arrival, 3), type=raw.type[rows], bclass=raw.bclass[rows],
         code=raw.code[rows], reason=raw.reason[rows], msg=raw.msg[rows], seq=seq,
@@ -46,7 +59,7 @@ def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration
         campaigns=[c.name for c in world.campaigns], camp_esp=[c.esp for c in world.campaigns],
         camp_sdom=[c.sending_domain for c in world.campaigns], camp_pool=[c.ip_pool for c in world.campaigns],
         reasons=reasons, id_prefix="sim" + hashlib.sha256(tag).hexdigest()[:8])
-    labels = [finalize_label(spec, name, world, msgs) for spec in specs]
+    labels = [finalize_label(spec, name, world, msgs, esp) for spec in specs]
     return table, labels
 
 

@@ -8,6 +8,8 @@ import sys
 import time
 
 from .api import DEFAULT_START, scenario_name, simulate, sort_by_timestamp, write_jsonl, write_labels
+from .profiles import PROFILES, profile_name
+from .profiles import describe as describe_profiles
 from .scenarios import describe
 
 #: The demo compresses several incidents into a short period; the rest default to 6 h.
@@ -53,6 +55,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _profile(text: str) -> str:
+    try:
+        return profile_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ddetect simulate",
                                 description="Simulate ESP traffic with a labelled incident scenario.")
@@ -66,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=("arrival", "timestamp"), default="arrival",
                    help="arrival: as webhooks arrive (late/duplicate deliveries out of order); "
                         "timestamp: sorted by event time")
+    p.add_argument("--profile", default="sends", type=_profile,
+                   help="which event types each campaign's ESP posts: sends (all, default), outcome-only "
+                        "(no accepted events), esp-mix (each campaign its own ESP's set), or one ESP's set for "
+                        f"every campaign ({', '.join(PROFILES[3:])}); --list shows them")
     p.add_argument("--out", help="events JSONL path ('-' for stdout)")
     p.add_argument("--labels", help="labels JSON path")
     return p
@@ -77,6 +90,9 @@ def main_simulate(argv: list[str] | None = None) -> int:
     if args.list:
         for name, text in describe().items():
             print(f"{name:18} {text}")
+        print("\nprofiles (--profile):")
+        for name, text in describe_profiles().items():
+            print(f"{name:18} {text}")
         return 0
     if not args.scenario or not args.out:
         parser.error("--scenario and --out are required (or use --list)")
@@ -86,7 +102,8 @@ def main_simulate(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     duration = args.duration or parse_duration(DEFAULT_DURATION.get(name, "6h"))
     t0 = time.perf_counter()
-    events, labels = simulate(name, seed=args.seed, start=args.start, duration=duration, scale=args.scale)
+    events, labels = simulate(name, seed=args.seed, start=args.start, duration=duration, scale=args.scale,
+                              profile=args.profile)
     if args.order == "timestamp":
         events = sort_by_timestamp(events)
     t1 = time.perf_counter()
@@ -99,6 +116,6 @@ def main_simulate(argv: list[str] | None = None) -> int:
     t2 = time.perf_counter()
     if args.labels:
         write_labels(labels, args.labels)
-    print(f"simulate {name}: {n} events, {len(labels)} labels; generated in {t1 - t0:.2f}s, "
+    print(f"simulate {name} ({args.profile}): {n} events, {len(labels)} labels; generated in {t1 - t0:.2f}s, "
           f"written in {t2 - t1:.2f}s ({n / max(t2 - t0, 1e-9):,.0f} events/s overall)", file=sys.stderr)
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from .catalog import BULK_MEDIAN_SIZE
 from .traffic import COMPLAINT_DELAY_MEDIAN, Messages, scope_mask
-from .world import HOUR, RateEffect, Segment, VolumeChange, World, bulk_send_duration, diurnal
+from .world import HOUR, RateEffect, Segment, VolumeChange, World, bulk_send_duration, volume_shape
 
 MARKETING_DOMAIN = "news.northwind-outdoor.com"
 
@@ -61,10 +61,10 @@ def provider_block(world: World, rng: np.random.Generator, *, span=(0.5, 0.75), 
 
 
 def old_list(world: World, rng: np.random.Generator, *, at: float = 0.55, rate: float = 0.08,
-             size: int | None = None) -> list[LabelSpec]:
+             size: int | None = None, size_factor: float = 0.5) -> list[LabelSpec]:
     """A newsletter that went out cleanly earlier is sent again to a stale, imported segment."""
     first = world.start + 0.1 * world.duration
-    size = size or max(200, int(0.5 * BULK_MEDIAN_SIZE * world.scale))
+    size = size or max(200, int(size_factor * BULK_MEDIAN_SIZE * world.scale))
     camp = world.add_bulk(rng, "spring-newsletter", "northwind-marketing", first, size)
     seg = Segment(_at(world, at), bulk_send_duration(size), size, {"hard": rate})
     camp.segments.append(seg)
@@ -74,10 +74,10 @@ def old_list(world: World, rng: np.random.Generator, *, at: float = 0.55, rate: 
 
 
 def wrong_segment(world: World, rng: np.random.Generator, *, at: float = 0.35, rate: float = 0.006,
-                  size: int | None = None) -> list[LabelSpec]:
+                  size: int | None = None, size_factor: float = 0.6) -> list[LabelSpec]:
     """A promotion goes to people who never opted in to it: complaints (and unsubscribes) jump."""
     first = world.start + 0.08 * world.duration
-    size = size or max(200, int(0.6 * BULK_MEDIAN_SIZE * world.scale))
+    size = size or max(200, int(size_factor * BULK_MEDIAN_SIZE * world.scale))
     camp = world.add_bulk(rng, "vip-preview", "fabrikam-marketing", first, size)
     seg = Segment(_at(world, at), bulk_send_duration(size), size,
                   {"complaint": rate, "unsub": 4 * camp.rates["unsub"]})
@@ -174,18 +174,37 @@ def expected_volume(world: World, campaign: str, start: float, end: float, with_
     grid = np.arange(start, end, 10.0) + 5.0
     if len(grid) == 0:
         return 0.0
-    shape = diurnal(grid) * (camp.volume_factor(grid) if with_changes else 1.0)
+    shape = volume_shape(grid) * (camp.volume_factor(grid) if with_changes else 1.0)
     return float(camp.hourly * shape.mean())
 
 
-def finalize_label(spec: LabelSpec, scenario: str, world: World, msgs: Messages) -> dict:
+def _attempt_share(world: World, msgs: Messages, campaign: str) -> float:
+    """Expected delivery attempts (delivered + bounced) per accepted message of a campaign."""
+    ci = [c.name for c in world.campaigns].index(campaign)
+    mine = msgs.camp == ci
+    return float(1.0 - msgs.p_base["drop"][mine].mean()) if mine.any() else 1.0
+
+
+def finalize_label(spec: LabelSpec, scenario: str, world: World, msgs: Messages, esp=None) -> dict:
+    """The label of one incident; ``esp`` (:class:`sim.profiles.CampaignBehaviour`) says which
+    event types each campaign's ESP posts, so the label names a metric the stream can show."""
     label = {"scenario": scenario, "incident": spec.incident, "kind": spec.kind, "start": spec.start,
              "end": spec.end, "scope": dict(spec.scope), "rule_hint": spec.rule_hint, "metric": spec.metric}
+    camp_index = {c.name: i for i, c in enumerate(world.campaigns)}
+    ci = camp_index.get(spec.scope.get("campaign", ""))
     if spec.metric == "volume":
         camp = spec.scope["campaign"]
         label["baseline_rate"] = expected_volume(world, camp, spec.start, spec.end, with_changes=False)
         label["incident_rate"] = expected_volume(world, camp, spec.start, spec.end, with_changes=True)
         label["unit"] = "messages/hour"
+        if esp is not None and ci is not None and not esp.emits_type(ci, "accepted"):
+            # The ESP posts no acceptance events: the only volume the stream carries is delivery
+            # attempts (delivered + bounced), which trail the sends by the ESP's retries.
+            share = _attempt_share(world, msgs, camp)
+            label["metric"] = "delivery_volume"
+            label["baseline_rate"] *= share
+            label["incident_rate"] *= share
+            label["unit"] = "delivery attempts/hour"
     else:
         mask = scope_mask(world, msgs, spec.scope) & (msgs.t >= spec.start) & (msgs.t < spec.end)
         label["baseline_rate"] = expected_rate(spec.metric, msgs.p_base, mask)
@@ -203,5 +222,7 @@ def finalize_label(spec: LabelSpec, scenario: str, world: World, msgs: Messages)
         label["basis"] = "messages accepted in [start, end)"
     if spec.signal_lag_s:
         label["signal_lag_s"] = spec.signal_lag_s
+        if spec.metric == "complaint_rate" and esp is not None and ci is not None:
+            label["signal_lag_s"] = float(esp.complaint_median[ci])   # this ESP's complaint lag
     label.update(spec.extra)
     return label

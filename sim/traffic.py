@@ -8,12 +8,16 @@ the per-message probabilities (:class:`Messages`), not from the sampled outcomes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .catalog import APPLE_MPP_OPEN_RATE, DOMAINS, provider_factor
 from .replies import DROP_REASONS, REPLIES, THROTTLE, replies_for
-from .world import HOUR, RATE_KEYS, World, diurnal
+from .world import HOUR, RATE_KEYS, World, volume_shape
+
+if TYPE_CHECKING:
+    from .profiles import CampaignBehaviour
 
 MINUTE = 60.0
 #: Per campaign-hour multiplicative noise on failure rates (extra-binomial variation).
@@ -105,7 +109,7 @@ def _arrival_times(rng: np.random.Generator, world: World, camp) -> tuple[np.nda
     edges = np.unique(np.concatenate([np.arange(world.start, world.end, MINUTE), cuts]))
     widths = np.diff(np.append(edges, world.end))
     mid = edges + widths / 2
-    lam = camp.hourly / HOUR * widths * diurnal(mid) * camp.volume_factor(mid)
+    lam = camp.hourly / HOUR * widths * volume_shape(mid) * camp.volume_factor(mid)
     counts = rng.poisson(lam)
     times = np.repeat(edges, counts) + rng.random(int(counts.sum())) * np.repeat(widths, counts)
     return times, []
@@ -280,8 +284,15 @@ class RawEvents:
     reason: np.ndarray       # -1: none
 
 
-def generate_events(world: World, msgs: Messages, rng: np.random.Generator, vocab_ips: list[str]) -> tuple[RawEvents, list[str]]:
-    """Sample each message's fate and emit its events (in no particular order)."""
+def generate_events(world: World, msgs: Messages, rng: np.random.Generator, vocab_ips: list[str],
+                    esp: "CampaignBehaviour | None" = None) -> tuple[RawEvents, list[str]]:
+    """Sample each message's fate and emit its events (in no particular order).
+
+    ``esp`` (:func:`sim.profiles.behaviour`) gives each campaign its ESP's retry schedule,
+    complaint lag and the event types its webhooks post; events of other types are
+    removed after every fate is drawn, so the random draws (and thus every message's
+    fate) are the same under every profile. Without it: the generic schedule and lag,
+    every type."""
     m = len(msgs)
     sdoms = sorted({c.sending_domain for c in world.campaigns})
     camp_sdom = np.array([sdoms.index(c.sending_domain) for c in world.campaigns], dtype=np.int64)
@@ -315,7 +326,8 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     temp_block = (outcome == BLOCK) & (bounce_code < 500)
     deferred |= temp_block
     n_def = np.where(deferred, np.minimum(rng.geometric(0.55, size=m), MAX_DEFERRALS), 0)
-    gaps = RETRY_GAPS[None, :] * rng.uniform(0.8, 1.25, size=(m, MAX_DEFERRALS))
+    base_gaps = esp.retry_gaps[msgs.camp] if esp is not None and m else RETRY_GAPS[None, :]
+    gaps = base_gaps * rng.uniform(0.8, 1.25, size=(m, MAX_DEFERRALS))
     latency = _lognormal(rng, 1.5, 0.8, m) * np.where(kind_bulk[msgs.camp], 2.5, 1.0) if m else np.empty(0)
     t_try = msgs.t + latency
     cum_gaps = np.concatenate([np.zeros((m, 1)), np.cumsum(gaps, axis=1)], axis=1)
@@ -372,10 +384,15 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     unsub = rng.random(len(delivered)) < msgs.p["unsub"][delivered]
     emit(delivered[unsub], td[unsub] + _lognormal(rng, HOUR, 1.2, int(unsub.sum())), "unsubscribed")
     complained = rng.random(len(delivered)) < msgs.p["complaint"][delivered]
-    emit(delivered[complained], td[complained] + complaint_delay(rng, int(complained.sum())), "complained")
+    lag = complaint_delay(rng, int(complained.sum()))
+    if esp is not None:
+        lag = lag * (esp.complaint_median[msgs.camp[delivered[complained]]] / COMPLAINT_DELAY_MEDIAN)
+    emit(delivered[complained], td[complained] + lag, "complained")
 
     raw = RawEvents(**{k: np.concatenate(v) for k, v in cols.items()})
     keep = raw.ts < world.end            # the stream is cut at the end of the simulated period
+    if esp is not None and len(raw.ts):  # what this campaign's ESP posts at all
+        keep &= esp.emits[msgs.camp[raw.msg], raw.type]
     raw = RawEvents(**{k: getattr(raw, k)[keep] for k in raw.__dataclass_fields__})
     return raw, reasons.texts
 

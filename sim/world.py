@@ -57,6 +57,30 @@ def diurnal(t: np.ndarray) -> np.ndarray:
     return 1.0 + 0.6 * np.cos(2.0 * np.pi * (hours - 19.0) / 24.0)
 
 
+#: Relative volume on Saturdays and Sundays (UTC) against a weekday: people buy, sign up and
+#: reset passwords less at weekends, and marketers schedule fewer newsletters (see
+#: :data:`WEEKEND_BULK_KEEP`). Weekdays are 1, so runs inside one weekday are unchanged.
+WEEKEND_FACTOR = 0.7
+#: Share of bulk sends drawn on a weekend that are kept (the rest are not sent).
+WEEKEND_BULK_KEEP = 0.4
+
+
+def is_weekend(t: np.ndarray | float) -> np.ndarray:
+    """Saturday or Sunday (UTC). 1970-01-01 was a Thursday, so day 2 mod 7 is a Saturday."""
+    day = np.floor(np.asarray(t, dtype=float) / 86400.0).astype(np.int64)
+    return ((day + 3) % 7) >= 5
+
+
+def weekly(t: np.ndarray) -> np.ndarray:
+    """Relative volume by day of week: 1 on weekdays, :data:`WEEKEND_FACTOR` at weekends."""
+    return np.where(is_weekend(t), WEEKEND_FACTOR, 1.0)
+
+
+def volume_shape(t: np.ndarray) -> np.ndarray:
+    """Steady-flow volume shape: time of day (:func:`diurnal`) times day of week (:func:`weekly`)."""
+    return diurnal(t) * weekly(t)
+
+
 @dataclass
 class Segment:
     """One bulk send (or one part of it): ``size`` messages spread over ``[start, start+duration)``.
@@ -199,9 +223,13 @@ def build_world(seed: int, start: float, duration: float, scale: float = 1.0) ->
     world = World(seed=seed, start=float(start), duration=float(duration), scale=scale, campaigns=campaigns)
     n_bulk = max(1, int(rng.poisson(duration / (2 * HOUR)))) if duration >= HOUR else 0
     latest = max(start, start + duration - HOUR)
+    weekend_rng = np.random.default_rng([seed, 6])   # its own stream: weekday-only runs are unchanged
     for i in range(n_bulk):
         base, sender = BULK_NAMES[int(rng.integers(len(BULK_NAMES)))]
         when = float(rng.uniform(start, latest))
         size = max(50, int(BULK_MEDIAN_SIZE * scale * math.exp(rng.normal(0.0, 0.5))))
+        if is_weekend(when) and weekend_rng.random() >= WEEKEND_BULK_KEEP:
+            _new_campaign(rng, "skipped", "bulk", SENDERS[sender])   # same draws as a kept send
+            continue
         world.add_bulk(rng, base, sender, when, size)
     return world

@@ -132,6 +132,7 @@ def test_precision_recall_and_clean_false_alarm_rate():
     goals = {g.name.split()[0]: g for g in s.goals}
     assert not goals["every"].passed and "provider-block" in goals["every"].detail
     assert not goals["<="].passed
+    assert "armed series-days" in goals["<="].name and "95% upper bound" in goals["<="].detail
 
 
 @pytest.mark.parametrize("ratios, verdict", [([1.2, 1.4], True), ([1.2, 2.0], False), ([], None)])
@@ -145,7 +146,7 @@ def test_delay_goal_uses_the_mean_ratio_over_seeds(ratios, verdict):
                               "delay_s": 300.0, "delay_msgs": 500, "trials": 100 * ratio, "bound": 100.0,
                               "bound_window": 120, "chart_arl1": 110.0, "ratio": ratio, "seen_rate": 0.04}]
         runs.append(run)
-    runs.append(_run("clean", [], [], [], 0, series=4000, duration=86400.0))   # 4,000 scope-days, no alarm
+    runs.append(_run("clean", [], [], [], 0, series=8000, duration=86400.0))   # 4,000 armed series-days, no alarm
     goals = summarize(runs).goals
     assert goals[1].passed is verdict
     if verdict is False:
