@@ -26,7 +26,7 @@ def scenario_name(name: str) -> str:
 
 def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration: float = 6 * 3600.0,
              scale: float = 1.0, profile: str = "sends",
-             params: dict | None = None) -> tuple[EventTable, list[dict]]:
+             params: dict | None = None, history: float = 0.0) -> tuple[EventTable, list[dict]]:
     """Simulate ``duration`` seconds of traffic from ``start`` with one scenario applied.
 
     Returns the events as an :class:`EventTable` (iterate it for canonical dicts, in the
@@ -35,10 +35,13 @@ def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration
     (scale 1 is ~1M events per 6 h). ``profile`` (:mod:`sim.profiles`) decides which event
     types each campaign's ESP posts and how it retries; ``sends`` is every type from every
     campaign. ``params`` are keyword arguments for the scenario function (the held-out
-    variants, :mod:`sim.heldout`)."""
+    variants, :mod:`sim.heldout`). ``history`` seconds of traffic precede ``start``; scenario
+    onsets stay fractions of ``[start, start + duration)``."""
     name = scenario_name(scenario)
     prof = profile_name(profile)
-    world = build_world(seed, start, duration, scale)
+    world = build_world(seed, start - history, duration + history, scale)
+    if history:
+        world.scored_start = float(start)
     specs = SCENARIOS[name](world, np.random.default_rng([seed, 2]), **(params or {}))
     esp = behaviour(prof, [c.esp for c in world.campaigns], RETRY_GAPS, COMPLAINT_DELAY_MEDIAN)
     ips = sorted({ip for c in world.campaigns for ip in c.sender.ips})

@@ -46,7 +46,8 @@ Scenario = Callable[[World, np.random.Generator], list[LabelSpec]]
 
 
 def _at(world: World, frac: float) -> float:
-    return world.start + frac * world.duration
+    start = world.start if world.scored_start is None else world.scored_start
+    return start + frac * (world.end - start)
 
 
 # ----------------------------------------------------------------------------- incidents

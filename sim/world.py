@@ -160,6 +160,9 @@ class World:
     scale: float
     campaigns: list[Campaign]
     effects: list[RateEffect] = field(default_factory=list)
+    #: Where the scored period starts (scenario onsets are fractions of it); earlier traffic
+    #: is history a detector learns from (a steady flow is learned over a day).
+    scored_start: float | None = None
 
     @property
     def end(self) -> float:
