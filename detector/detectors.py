@@ -321,8 +321,18 @@ def _volume_learn(rule: Rule, st: dict, w: float, count: int, window: float) -> 
 
 
 def _dispersion(st: dict) -> float:
+    """Negative-binomial k = mean^2 / (var - mean); inf (Poisson) without overdispersion.
+
+    Always in (0, inf]: after thousands of empty windows the EWMA mean decays towards
+    zero and ``mean * mean`` underflows to 0.0 (k = 0 is no distribution, and the
+    volume tests refuse it), so k is computed as mean * (mean / excess) and a result
+    that is not a positive finite number falls back to the Poisson limit.
+    """
     mean, var = st["mean"], st["var"]
-    return mean * mean / (var - mean) if var > mean > 0 else math.inf
+    if not var > mean > 0:
+        return math.inf
+    k = mean * (mean / (var - mean))
+    return k if 0.0 < k < math.inf else math.inf
 
 
 def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: float) -> Finding | None:

@@ -83,3 +83,24 @@ def test_seasonal_baseline_fallback_and_roundtrip():
         base.update(monday, -1)
     with pytest.raises(ValueError):
         SeasonalBaseline(window_seconds=7200)
+
+
+def test_volume_rule_survives_a_baseline_decayed_to_underflow():
+    """Thousands of empty windows decay the EWMA mean to ~1e-162; mean**2 then underflows to 0.0
+    and k = mean^2 / (var - mean) was 0, which volume_surge refused ("dispersion must be > 0").
+    The numbers are the state `ddetect replay` reached after one event 30 days ahead."""
+    from detector import detectors
+    from detector.rules import Rule
+
+    st = detectors.new_state()
+    st.update(phase="armed", ww=24, mean=1.4162952925962138e-162, m2=0.0, var=9.660979379756965e-161)
+    assert 0 < detectors._dispersion(st) <= math.inf
+    surge = Rule(name="volume_surge", test="surge", metric="volume", scope=("campaign",), category="performance",
+                 severity="warning", factor=4, alpha=1e-6, min_volume=100)
+    silence = Rule(name="campaign_silence", test="silence", metric="volume", scope=("campaign",),
+                   category="performance", severity="warning", alpha=1e-6, min_expected=10)
+    for rule in (surge, silence):
+        f = detectors.eval_volume(rule, dict(st, hist=[], recent=[]), "campaign=c", 0.0, 0, 300.0)
+        assert f is not None and not f.fire
+    f = detectors.eval_volume(surge, dict(st, hist=[], recent=[]), "campaign=c", 0.0, 150, 300.0)
+    assert f.p_value is not None and 0.0 <= f.p_value <= 1.0
