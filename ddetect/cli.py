@@ -11,6 +11,7 @@ import sys
 from typing import Sequence
 
 from detector.rules import RuleError, default_rules_path, load_rules
+from detector.skew import DEFAULT_MAX_FUTURE_SKEW
 
 
 def _load_ruleset(path: str | None):
@@ -41,7 +42,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2
     stats = run_replay(args.file, rs, sys.stdout, sys.stderr, sort=args.sort,
-                       progress=True if args.progress else None)
+                       progress=True if args.progress else None, max_future_skew=args.max_future_skew)
     print(json.dumps({"replay": stats}), file=sys.stderr)
     return 0
 
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--rules", help="rule file (default: the shipped rules/default.yaml)")
     rp.add_argument("--sort", action="store_true", help="process in timestamp order, not file (arrival) order")
     rp.add_argument("--progress", action="store_true", help="always show the progress bar")
+    rp.add_argument("--max-future-skew", type=float, default=DEFAULT_MAX_FUTURE_SKEW, metavar="SECONDS",
+                    help="an event more than this far ahead of both the newest event so far and the events "
+                         "around it is an outlier: reported, not counted (default %(default)g; inf: off)")
     rp.set_defaults(func=cmd_replay)
 
     for name, module, func, help_text in _EXTERNAL:

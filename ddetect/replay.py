@@ -4,6 +4,13 @@ Events are processed in file order, which is arrival order, as the streaming pip
 would see them (late arrivals within the allowed lateness are counted in their window;
 later ones are dropped, exactly as in the pipeline). ``--sort`` processes them in
 timestamp order instead. Alerts go to stdout as JSON lines; errors and progress to stderr.
+
+There is no wall clock in a replay, so an event stamped implausibly far ahead (more than
+``max_future_skew`` past both the newest event counted so far and the median of the events
+around it, :func:`detector.skew.future_outliers`) is an outlier: it is not counted, and the
+outliers are reported on stderr with their count. A gap where the whole stream moves ahead
+is followed. The last events of each batch are judged with the next batch, so a gap that
+starts near a batch end is seen with the events after it.
 """
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ import os
 import sys
 from typing import IO, Iterator
 
+import numpy as np
+
 from detector.counts import EventBatch
 from detector.coverage import BlindRules
 from detector.engine import Engine
 from detector.event import EventError, parse_line
 from detector.rules import RuleSet
+from detector.skew import DEFAULT_CONTEXT, DEFAULT_MAX_FUTURE_SKEW, future_outliers
 
 BATCH = 20_000
 
@@ -33,8 +43,10 @@ def read_events(stream: IO[bytes], errors: IO[str], source: str = "-") -> Iterat
 
 
 def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort: bool = False,
-               progress: bool | None = None) -> dict:
-    """Replay ``path`` ('-' for stdin); return counts (events, alerts, late, invalid)."""
+               progress: bool | None = None, max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW) -> dict:
+    """Replay ``path`` ('-' for stdin); return counts (events counted, alerts, late, invalid,
+    future: outliers not counted, windows: windows evaluated, windows_skipped: empty
+    windows the clock jumped over)."""
     stream = sys.stdin.buffer if path == "-" else open(path, "rb")
     size = 0 if path == "-" else os.path.getsize(path)
     if progress is None:
@@ -51,6 +63,8 @@ def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort:
     blind = BlindRules(ruleset)
     n_events = n_alerts = 0
     batch: list[dict] = []
+    held: list[dict] = []   # the previous batch's last events, judged with this batch
+    future: list[dict] = []
 
     def emit(alerts: list[dict]) -> None:
         nonlocal n_alerts
@@ -58,31 +72,48 @@ def run_replay(path: str, ruleset: RuleSet, out: IO[str], errors: IO[str], sort:
             out.write(json.dumps(a, sort_keys=True) + "\n")
         n_alerts += len(alerts)
 
+    def count(batch: list[dict], final: bool) -> None:
+        nonlocal n_events, held
+        evs = held + batch
+        outliers = future_outliers(np.fromiter((e["timestamp"] for e in evs), np.float64, len(evs)),
+                                   max_future_skew, newest=engine.meta.get("newest"))
+        decided = len(evs) if final else max(len(evs) - DEFAULT_CONTEXT, 0)
+        held = evs[decided:]
+        good = [e for e, bad in zip(evs[:decided], outliers[:decided].tolist()) if not bad]
+        if len(good) < decided:
+            future.extend(e for e, bad in zip(evs[:decided], outliers[:decided].tolist()) if bad)
+        emit(_process(engine, blind, good, errors))
+        n_events += len(good)
+
     try:
         for ev in events:
             batch.append(ev)
             if len(batch) >= BATCH:
-                emit(_process(engine, blind, batch, errors))
-                n_events += len(batch)
+                count(batch, final=False)
                 batch = []
                 if bar is not None and path != "-":
                     bar.n = stream.tell()
                     bar.refresh()
-        if batch:
-            emit(_process(engine, blind, batch, errors))
-            n_events += len(batch)
+        count(batch, final=True)
         emit(engine.flush())
     finally:
         if bar is not None:
             bar.close()
         if stream is not sys.stdin.buffer:
             stream.close()
+    if future:
+        first = future[0]
+        print(f"{path}: {len(future)} event(s) stamped more than {max_future_skew:g} s ahead of the stream "
+              f"were not counted (first: event_id {first['event_id']}, timestamp {first['timestamp']:.0f})",
+              file=errors)
     return {"events": n_events, "alerts": n_alerts, "late": engine.late_events, "invalid": counter.count,
-            "blind_rules": len(blind.reported)}
+            "future": len(future), "blind_rules": len(blind.reported), "windows": engine.windows_evaluated, "windows_skipped": engine.windows_skipped}
 
 
 def _process(engine: Engine, blind: BlindRules, events: list[dict], errors: IO[str]) -> list[dict]:
     """One batch through the engine; say once per ESP and rule when the stream leaves a rule blind."""
+    if not events:
+        return []
     batch = EventBatch.from_events(events, engine.vocab)
     for v in blind.update(batch):
         print(f"ddetect: rule {v.rule} cannot run on {v.esp} traffic ({v.status}): {v.detail} "

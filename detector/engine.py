@@ -17,7 +17,7 @@ from typing import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from . import detectors, sends
+from . import clock, detectors, sends
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
 from .counts import (N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
@@ -177,24 +177,44 @@ class Engine:
         return alerts + self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
 
     def flush(self) -> list[dict]:
-        """Close every open window (end of a replay): as if time moved far ahead."""
+        """End of the input (a replay): close every window the input covers entirely.
+
+        No event can arrive any more, so the windows still held open for late events are
+        closed. The window holding the newest event is only partly covered by the input
+        and stays open, as it would in the pipeline: judging it would make the volume rules
+        see a window cut short (a steady flow "goes silent", a surge "calms down"). Its
+        CUSUM alarms were raised as its messages were applied.
+        """
         newest = self.meta.get("newest")
         alerts, self._pending = self._pending, []
         if newest is None:
             return alerts
-        return alerts + self._close_until(math.floor(newest / self.window) * self.window + self.window)
+        return alerts + self._close_until(math.floor(newest / self.window) * self.window)
+
+    #: Windows evaluated (closed one by one) and skipped in empty stretches, by this Engine object.
+    windows_evaluated = 0
+    windows_skipped = 0
 
     def _close_until(self, until: float) -> list[dict]:
+        """Close the windows before ``until``; long stretches without data are skipped
+        after the empty windows the rules can still use (:mod:`detector.clock`)."""
         start = self.closed_until
         if start is None:
             start = self.meta.get("first_open")
             if start is None:
                 return []
+        if start >= until:
+            return []
         alerts: list[dict] = []
-        while start < until:
-            alerts.extend(self.close_window(start))
-            start += self.window
-            self.meta["closed_until"] = start
+        closed = 0
+        for w in clock.windows_to_close(self.states, start, until, self.window,
+                                        clock.empty_run_bound(self.ruleset), self.closed_until):
+            alerts.extend(self.close_window(w))
+            closed += 1
+            self.meta["closed_until"] = w + self.window
+        self.meta["closed_until"] = until
+        self.windows_evaluated += closed
+        self.windows_skipped += round((until - start) / self.window) - closed
         return alerts
 
     # --- evaluation ----------------------------------------------------------------

@@ -185,3 +185,76 @@ def test_firing_alert_resolves_when_the_scope_stops_sending():
     assert [a["status"] for a in gm] == ["firing", "resolved"]
     assert gm[1]["evidence"]["resolved_by"] == "no traffic"
     assert gm[1]["window"]["start"] >= T0 + 3.5 * 3600 + 11 * 300
+
+
+# --- end of input and robust time -------------------------------------------------------------
+
+def _triggered(campaign, start, end, offset, every=300.0, burst=20):
+    """A triggered flow: a burst of ``burst`` accepted messages ``offset`` s into every window."""
+    out, t, i = [], math.floor(start / every) * every, 0
+    while t + offset < end:
+        for k in range(burst):
+            out.append({"provider": "generic", "campaign": campaign, "recipient_domain": "gmail.com",
+                        "type": "accepted", "event_id": f"{campaign}-{i}-{k}", "timestamp": t + offset + k})
+        t += every
+        i += 1
+    return out
+
+
+def test_replay_ending_mid_window_invents_no_silence_but_a_real_silence_fires():
+    """Bursts at +200 s into each window; the input ends at +150 s into its last window (a steady
+    flow's event), so that window holds no burst yet. Judging it called the campaign silent."""
+    end = T0 + 4 * 3600 + 150
+    steady = [{"provider": "generic", "campaign": "steady", "recipient_domain": "gmail.com", "type": "accepted",
+               "event_id": f"s{i}", "timestamp": T0 + 10.0 * i} for i in range(int((end - T0) / 10) + 1)]
+    flow = _triggered("flow", T0, end, offset=200)
+    events = sorted(steady + flow, key=lambda e: e["timestamp"])
+    _, alerts = run(events)
+    assert [a for a in alerts if a["rule"] == "silence"] == [], [a["summary"] for a in alerts]
+
+    # The same flow with one burst missing inside the input: that silence is real and fires.
+    gap = math.floor((T0 + 3 * 3600) / 300) * 300
+    events = [e for e in events if not (e["campaign"] == "flow" and gap <= e["timestamp"] < gap + 300)]
+    _, alerts = run(events)
+    sil = [a for a in alerts if a["rule"] == "silence"]
+    assert [(a["status"], a["window"]["start"]) for a in sil] == [("firing", gap), ("resolved", gap + 300)]
+
+
+def _windows(engine):
+    return engine.windows_evaluated
+
+
+def test_two_events_a_year_apart_close_a_bounded_number_of_windows():
+    from detector import clock
+
+    rs = load_rules_text(RULES)
+    ev = dict(provider="generic", recipient_domain="gmail.com", type="accepted")
+    year = 365 * 86400.0
+    engine = Engine(rs)
+    engine.process([validate_event({**ev, "campaign": "old", "event_id": "a", "timestamp": T0})])
+    engine.process([validate_event({**ev, "campaign": "new", "event_id": "b", "timestamp": T0 + year})])
+    engine.process([validate_event({**ev, "campaign": "new", "event_id": "c", "timestamp": T0 + year + 3600})])
+    engine.flush()
+    bound = clock.empty_run_bound(rs)
+    # One by one: the old event's window, the empty windows rules can use, then the new data's hour.
+    assert _windows(engine) <= 1 + bound + 3600 / 300 + 1, _windows(engine)
+    assert engine.windows_skipped > 100_000
+    assert engine.closed_until == math.floor((T0 + year + 3600) / 300) * 300
+    # The scope idle for a year expired (TTL) even though its empty windows were skipped.
+    assert all(st["scope"].get("campaign") != "old" for st in engine.states.values())
+    assert engine.late_events == 0
+
+
+def test_gap_in_the_stream_gives_the_same_alerts_in_any_batching_and_silence_fires_once():
+    """A steady campaign, a 30-day pause of the whole stream, then traffic again: the silence at
+    the pause is real; the clock crosses the gap in one step however the events are batched."""
+    day = 86400.0
+    before = [e for e in stream(seed=12, start=T0, hours=4, rate_per_s=2, campaigns=("flow",))]
+    after = [e for e in stream(seed=13, start=T0 + 30 * day, hours=2, rate_per_s=2, campaigns=("flow",))]
+    events = before + after
+    e1, a1 = run(events, batch=997)
+    e2, a2 = run(events, batch=50_000)
+    assert [_batch_independent(a) for a in a1] == [_batch_independent(a) for a in a2]
+    sil = [(a["status"], a["window"]["start"]) for a in a1 if a["rule"] == "silence"]
+    assert sil[0] == ("firing", math.ceil((T0 + 4 * 3600) / 300) * 300), sil
+    assert _windows(e1) == _windows(e2) < 4 * 12 + 2 * 12 + 400

@@ -83,3 +83,26 @@ def test_seasonal_baseline_fallback_and_roundtrip():
         base.update(monday, -1)
     with pytest.raises(ValueError):
         SeasonalBaseline(window_seconds=7200)
+
+
+def test_volume_rule_survives_a_baseline_decayed_to_underflow():
+    """Thousands of empty windows decay a learned mean towards ~1e-162; with k = mean^2 / (var - mean)
+    that underflowed to k = 0, which volume_surge refused ("dispersion must be > 0", after one event
+    30 days ahead in `ddetect replay`). The flow profile keeps k in (0, inf] by construction."""
+    from detector import detectors, flow
+    from detector.rules import Rule
+
+    surge = Rule(name="volume_surge", test="surge", metric="volume", scope=("campaign",), category="performance",
+                 severity="warning", factor=4, alpha=1e-6, min_volume=100)
+    silence = Rule(name="campaign_silence", test="silence", metric="volume", scope=("campaign",),
+                   category="performance", severity="warning", alpha=1e-6, min_expected=10)
+    for od in (0.0, 1e-300, 5.0):
+        profile = {"m": [1.4162952925962138e-162] * 24, "n": [500] * 24, "od": od, "odn": 500}
+        assert 0 < flow.dispersion(profile) <= math.inf
+        for rule in (surge, silence):
+            st = dict(detectors.new_state(), phase="armed", flow=profile)
+            f = detectors.eval_volume(rule, st, "campaign=c", 0.0, 0, 300.0)
+            assert f is not None and not f.fire
+        f = detectors.eval_volume(surge, dict(detectors.new_state(), phase="armed", flow=profile),
+                                  "campaign=c", 0.0, 150, 300.0)
+        assert f.p_value is not None and 0.0 <= f.p_value <= 1.0
