@@ -43,6 +43,10 @@ class Metrics:
             "ingest_events_total",
             "Events seen at the edge by outcome (accepted, rejected, deduplicated).",
             ("provider", "outcome"))
+        self.ingest_events_future = counter(
+            "ingest_events_future_total",
+            "Events stamped more than the max future skew after the ingest wall clock (accepted; "
+            "the worker dead-letters them).", ("provider",))
         self.webhook_request_duration = histogram(
             "webhook_request_duration_seconds", "Webhook request handling time, receive to response.",
             ("provider",))
@@ -63,6 +67,14 @@ class Metrics:
             ("rule", "provider", "reason"))
         self.events_late = counter(
             "events_late_total", "Events that arrived after their window closed (past allowed lateness).")
+        self.events_future = counter(
+            "events_future_total",
+            "Events stamped more than the max future skew after the worker's wall clock: not counted, "
+            "sent to the DLQ.")
+        self.detection_failures = counter(
+            "detection_failures_total",
+            "Detection steps that raised on a scope-deltas message (the message is dead-lettered, "
+            "a failed window skipped, and the partition moves on).")
         self.event_lateness = histogram(
             "event_lateness_seconds", "Processing time minus event time.", buckets=_LATENESS_BUCKETS)
         self.evaluation_duration = histogram(

@@ -18,6 +18,10 @@ from typing import Iterator, Mapping
 
 from .rules import RuleSet
 
+
+def _wkey(start: float) -> str:
+    return repr(float(start))  # as detector.engine.wkey (kept import-free of the engine)
+
 #: Upper bound on the empty windows closed one by one after the data stops.
 MAX_EMPTY_RUN = 1000
 
@@ -81,3 +85,26 @@ def _data_bounds(states: Mapping[str, Mapping], start: float) -> tuple[float, fl
             elif last < w < start:
                 last = w
     return last, nxt
+
+
+def skip_window(states, meta, window: float) -> float | None:
+    """After closing a window raised (a bug, a corrupt state): give that window up.
+
+    Its counts and reasons are dropped from every scope and the clock moves past it, so
+    the next advance goes on with the next window instead of failing on the same one for
+    ever. Returns the skipped window's start (None when the clock has not started).
+    """
+    start = meta.get("closed_until")
+    if start is None:
+        start = meta.get("first_open")
+    if start is None:
+        return None
+    key = _wkey(start)
+    for sid in list(states):
+        st = states[sid]
+        if key in st["windows"] or key in st["reasons"]:
+            st["windows"].pop(key, None)
+            st["reasons"].pop(key, None)
+            states[sid] = st
+    meta["closed_until"] = start + window
+    return start

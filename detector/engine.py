@@ -173,8 +173,9 @@ class Engine:
         """Move the watermark to ``newest_event_time - lateness`` and close due windows."""
         newest = max(newest_event_time, self.meta.get("newest", -math.inf))
         self.meta["newest"] = newest
+        closed = self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
         alerts, self._pending = self._pending, []
-        return alerts + self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
+        return alerts + closed
 
     def flush(self) -> list[dict]:
         """End of the input (a replay): close every window the input covers entirely.
@@ -186,10 +187,9 @@ class Engine:
         CUSUM alarms were raised as its messages were applied.
         """
         newest = self.meta.get("newest")
+        closed = [] if newest is None else self._close_until(math.floor(newest / self.window) * self.window)
         alerts, self._pending = self._pending, []
-        if newest is None:
-            return alerts
-        return alerts + self._close_until(math.floor(newest / self.window) * self.window)
+        return alerts + closed
 
     #: Windows evaluated (closed one by one) and skipped in empty stretches, by this Engine object.
     windows_evaluated = 0
@@ -197,7 +197,12 @@ class Engine:
 
     def _close_until(self, until: float) -> list[dict]:
         """Close the windows before ``until``; long stretches without data are skipped
-        after the empty windows the rules can still use (:mod:`detector.clock`)."""
+        after the empty windows the rules can still use (:mod:`detector.clock`).
+
+        If closing a window raises, ``closed_until`` is that window's start and the alerts
+        of the windows closed before it wait in ``_pending`` for the next call (the
+        pipeline skips the failed window, :func:`detector.clock.skip_window`, and goes on).
+        """
         start = self.closed_until
         if start is None:
             start = self.meta.get("first_open")
@@ -207,11 +212,17 @@ class Engine:
             return []
         alerts: list[dict] = []
         closed = 0
-        for w in clock.windows_to_close(self.states, start, until, self.window,
-                                        clock.empty_run_bound(self.ruleset), self.closed_until):
-            alerts.extend(self.close_window(w))
-            closed += 1
-            self.meta["closed_until"] = w + self.window
+        try:
+            for w in clock.windows_to_close(self.states, start, until, self.window,
+                                            clock.empty_run_bound(self.ruleset), self.closed_until):
+                self.meta["closed_until"] = w
+                alerts.extend(self.close_window(w))
+                closed += 1
+                self.meta["closed_until"] = w + self.window
+        except Exception:
+            self._pending.extend(alerts)
+            self.windows_evaluated += closed
+            raise
         self.meta["closed_until"] = until
         self.windows_evaluated += closed
         self.windows_skipped += round((until - start) / self.window) - closed

@@ -35,6 +35,10 @@ max_events_per_message         1000                        a request with more e
 max_message_bytes              921600                      ... and so does one whose JSON array is larger (900 KB,
                                                            under the broker's 1 MB message.max.bytes default)
 cert_cache_max_entries         32                          SNS signing certificates kept
+max_future_skew_seconds        3600                        events stamped further than this past our clock are
+                                                           counted (``ddetect_ingest_events_future_total``) and
+                                                           logged, still accepted: the worker dead-letters them
+                                                           (env also ``DDETECT_MAX_FUTURE_SKEW``, the worker's)
 =============================  ==========================  ====================================================
 
 Per-provider settings (YAML ``providers: {<name>: {...}}``, or env ``DDETECT_<PROVIDER>_<NAME>``,
@@ -121,6 +125,7 @@ class IngestConfig:
     max_events_per_message: int = 1000
     max_message_bytes: int = 900 * 1024
     cert_cache_max_entries: int = 32
+    max_future_skew_seconds: float = 3600.0
     providers: dict[str, ProviderSettings] = field(default_factory=dict)
 
     def provider(self, name: str) -> ProviderSettings:
@@ -217,6 +222,8 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DDETECT_KAFKA_BOOTSTRAP_SERVERS"):
         if env.get(name):
             cfg.bootstrap_servers = env[name]
+    if env.get("DDETECT_MAX_FUTURE_SKEW") and "DDETECT_INGEST_MAX_FUTURE_SKEW_SECONDS" not in env:
+        cfg.max_future_skew_seconds = _coerce("DDETECT_MAX_FUTURE_SKEW", float, env["DDETECT_MAX_FUTURE_SKEW"])
     if env.get("DDETECT_RECIPIENT_HASH_KEY"):
         cfg.recipient_hash_key = env["DDETECT_RECIPIENT_HASH_KEY"].encode()
     elif env.get("DDETECT_RECIPIENT_HASH_KEY_FILE"):

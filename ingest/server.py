@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import signal
 import time
 import traceback
@@ -76,6 +77,7 @@ class _State:
         self.clock = clock
         self.dedup = ExpiringSet(config.dedup_window_seconds, config.dedup_max_entries)
         self.inflight: dict[str, asyncio.Future] = {}  # event_id -> unsettled produce holding it
+        self.future_logged: dict[str, tuple[float, int]] = {}  # provider -> (last log, count since)
         self.auth = {}
         self.retry_status = {}
         for name in PROVIDER_NAMES:
@@ -272,6 +274,8 @@ async def _process(state: _State, request: web.Request, provider: str) -> web.Re
             # Produced events are remembered by the dedup filter, so the ESP's retry
             # only re-sends these rejected ones to the DLQ.
             return retry_later(f"dead-letter produce failed: {exc}")
+    if fresh:
+        _note_future(state, provider, fresh)
     m = state.metrics.ingest_events
     for outcome, count in (("accepted", len(fresh)), ("duplicate", duplicates),
                            ("skipped", result.skipped), ("rejected", len(result.rejected))):
@@ -280,6 +284,36 @@ async def _process(state: _State, request: web.Request, provider: str) -> web.Re
     errors = [{"index": r.index, "error": r.reason} for r in result.rejected]
     return _json(200, accepted=len(fresh), duplicates=duplicates, skipped=result.skipped,
                  rejected=len(errors), errors=errors[:20])
+
+
+#: At most one "stamped in the future" log line per provider per this many seconds.
+FUTURE_LOG_INTERVAL = 600.0
+
+
+def _note_future(state: "_State", provider: str, events: list[dict]) -> None:
+    """Count accepted events stamped more than ``max_future_skew_seconds`` past our clock.
+
+    They are still accepted (the ESP's clock or field mapping is wrong, not the request);
+    the worker does not count them (it dead-letters them). Logged once per provider per
+    ``FUTURE_LOG_INTERVAL``, with the count since the last line, so a broken clock cannot
+    flood the log.
+    """
+    now = state.clock()
+    limit = now + state.config.max_future_skew_seconds
+    ahead = [ev["timestamp"] for ev in events if ev["timestamp"] > limit]
+    if not ahead:
+        return
+    state.metrics.ingest_events_future.labels(provider).inc(len(ahead))
+    last, pending = state.future_logged.get(provider, (-math.inf, 0))
+    pending += len(ahead)
+    mono = time.monotonic()
+    if mono - last >= FUTURE_LOG_INTERVAL:
+        log.warning("provider %s: %d event(s) stamped more than %g s in the future (up to %.0f s ahead); "
+                    "accepted, the worker will not count them: check the ESP's clock or timestamp field",
+                    provider, pending, state.config.max_future_skew_seconds, max(ahead) - now)
+        state.future_logged[provider] = (mono, 0)
+    else:
+        state.future_logged[provider] = (last, pending)
 
 
 async def _webhook(request: web.Request) -> web.Response:

@@ -21,6 +21,8 @@ from detector.engine import Engine, sequence_types
 from detector.event import EVENT_TYPES
 from detector.gcpause import gc_paused
 from detector.rules import RuleSet, default_rules_path, load_rules
+from detector.clock import skip_window
+from detector.skew import future_outliers
 
 from .codec import dead_letter, decode_events, delta_from_json, delta_to_json
 from .compat import patch_faust_aiokafka
@@ -34,6 +36,8 @@ log = logging.getLogger("ddetect.worker")
 #: ones share the label "other", and a null field is "none".
 MAX_SENDING_DOMAIN_LABELS = 50
 MAX_MAILBOX_PROVIDER_LABELS = 50
+#: Windows one deltas message may fail to close (each is skipped) before the rest waits for the next message.
+MAX_FAILED_WINDOWS = 3
 
 
 class PartitionView(MutableMapping):
@@ -133,6 +137,8 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
                 metrics.events_invalid.inc()
                 metrics.dead_letters.labels("events").inc()
                 await dlq_topic.send(value=dead_letter(item, reason, config.events_topic))
+        if events:
+            events = await _park_future(events)
         if not events:
             return
         try:
@@ -141,6 +147,25 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
             log.exception("counting a batch of %d events failed", len(events))
             metrics.dead_letters.labels("events").inc()
             await dlq_topic.send(value=dead_letter(events, f"internal error: {exc!r}", config.events_topic))
+
+    async def _park_future(events: list[dict]) -> list[dict]:
+        """Events stamped beyond the max future skew past the wall clock would move the
+        watermark (and make on-time events late): dead-letter them with the reason."""
+        ts = np.fromiter((e["timestamp"] for e in events), np.float64, len(events))
+        now = time.time()
+        ahead = future_outliers(ts, config.max_future_skew, now=now)
+        if not ahead.any():
+            return events
+        n = int(ahead.sum())
+        metrics.events_future.inc(n)
+        metrics.dead_letters.labels("events").inc(n)
+        log.warning("%d event(s) stamped more than %g s after the wall clock were dead-lettered (max_future_skew)",
+                    n, config.max_future_skew)
+        for i in np.flatnonzero(ahead).tolist():
+            reason = (f"timestamp: {ts[i]:.0f} is {ts[i] - now:.0f} s after the wall clock, beyond "
+                      f"max_future_skew {config.max_future_skew:g} s (not counted)")
+            await dlq_topic.send(value=dead_letter(events[i], reason, config.events_topic))
+        return [e for e, bad in zip(events, ahead.tolist()) if not bad]
 
     campaigns = campaign_collector(metrics.registry)
 
@@ -167,42 +192,80 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     @app.agent(deltas_topic)
     async def detect(stream):
         async for event in stream.events():
+            p, offset = event.message.partition, event.message.offset
             try:
-                p = event.message.partition
-                meta = dict(clocks.get(f"p{p}") or {})
-                # The offset is stored with the clock, in the same changelog as the scope
-                # states, so a message redelivered after a handover is recognised and skipped.
-                if event.message.offset <= meta.get("offset", -1):
-                    continue
-                meta["offset"] = event.message.offset
-                view = PartitionView(scope_state, dict(clocks.get(f"index:p{p}") or {}))
-                engine = Engine(ruleset, states=view, meta=meta)
-                value = event.value
-                late = 0
-                closed_before = meta.get("closed_until")
-                with gc_paused():
-                    for d in value["deltas"]:
-                        late += engine.apply_delta(delta_from_json(d))
-                    started = time.perf_counter()
-                    alerts = engine.advance(value["newest"])
-                if late:
-                    metrics.events_late.inc(late)
-                if engine.meta.get("closed_until") != closed_before:  # windows closed: rules ran
-                    metrics.evaluation_duration.observe(time.perf_counter() - started)
-                clocks[f"p{p}"] = dict(engine.meta)
-                if view.dirty:
-                    clocks[f"index:p{p}"] = view.index
-                clock_high[0] = max(clock_high[0], engine.meta.get("closed_until") or 0)
-                metrics.watermark.set(clock_high[0])
-                for alert in alerts:
-                    metrics.alerts.labels(alert["rule"], alert["severity"], alert["category"], alert["status"]).inc()
-                    gauge = metrics.alerts_active.labels(alert["rule"], alert["severity"], alert["category"])
-                    gauge.inc() if alert["status"] == "firing" else gauge.dec()
-                    await alerts_topic.send(key=alert["dedup_key"].encode(), value=alert)
-            except Exception:  # keep consuming; the scope's state stays as last written
-                log.exception("detection step failed on partition %s", event.message.partition)
+                alerts, failures = _detect_message(p, offset, event.value)
+            except Exception as exc:  # outside the engine (state store, a malformed message)
+                log.exception("detection step failed on partition %s at offset %s", p, offset)
+                alerts, failures = [], [f"internal error: {exc!r}"]
+                try:  # the offset is saved, so the message is not retried for ever
+                    clocks[f"p{p}"] = {**dict(clocks.get(f"p{p}") or {}), "offset": offset}
+                except Exception:
+                    log.exception("could not save the clock of partition %s", p)
+            if failures:
+                metrics.detection_failures.inc(len(failures))
                 metrics.dead_letters.labels("scope-deltas").inc()
+                try:
+                    await dlq_topic.send(value=dead_letter(event.value, "detection: " + "; ".join(failures),
+                                                           deltas_topic.get_topic_name()))
+                except Exception:
+                    log.exception("could not dead-letter the deltas message at offset %s", offset)
+            for alert in alerts:
+                metrics.alerts.labels(alert["rule"], alert["severity"], alert["category"], alert["status"]).inc()
+                gauge = metrics.alerts_active.labels(alert["rule"], alert["severity"], alert["category"])
+                gauge.inc() if alert["status"] == "firing" else gauge.dec()
+                await alerts_topic.send(key=alert["dedup_key"].encode(), value=alert)
 
+    def _detect_message(p: int, offset: int, value: dict) -> tuple[list[dict], list[str]]:
+        """Apply one deltas message and advance the partition's clock: (alerts, failures).
+
+        Never leaves the partition stuck: a failure while applying deltas keeps what was
+        applied; a window whose evaluation raises is skipped (its counts dropped, up to
+        ``MAX_FAILED_WINDOWS`` per message); the clock and offset are saved either way.
+        """
+        meta = dict(clocks.get(f"p{p}") or {})
+        # The offset is stored with the clock, in the same changelog as the scope
+        # states, so a message redelivered after a handover is recognised and skipped.
+        if offset <= meta.get("offset", -1):
+            return [], []
+        meta["offset"] = offset
+        view = PartitionView(scope_state, dict(clocks.get(f"index:p{p}") or {}))
+        engine = Engine(ruleset, states=view, meta=meta)
+        failures: list[str] = []
+        alerts: list[dict] = []
+        late = 0
+        newest = None
+        closed_before = meta.get("closed_until")
+        with gc_paused():
+            try:
+                newest = float(value["newest"])
+                for d in value["deltas"]:
+                    late += engine.apply_delta(delta_from_json(d))
+            except Exception as exc:
+                log.exception("applying a deltas message failed on partition %s at offset %s", p, offset)
+                failures.append(f"applying deltas: {exc!r}")
+            started = time.perf_counter()
+            for attempt in range(MAX_FAILED_WINDOWS + 1 if newest is not None else 0):
+                try:
+                    alerts = engine.advance(newest)
+                    break
+                except Exception as exc:
+                    skipped = skip_window(view, engine.meta, window)
+                    log.exception("evaluating window %s failed on partition %s at offset %s; window skipped",
+                                  skipped, p, offset)
+                    failures.append(f"window {skipped}: {exc!r}")
+            else:
+                alerts, engine._pending = engine._pending, []  # closed before the failures
+        if late:
+            metrics.events_late.inc(late)
+        if engine.meta.get("closed_until") != closed_before:  # windows closed: rules ran
+            metrics.evaluation_duration.observe(time.perf_counter() - started)
+        clocks[f"p{p}"] = dict(engine.meta)
+        if view.dirty:
+            clocks[f"index:p{p}"] = view.index
+        clock_high[0] = max(clock_high[0], engine.meta.get("closed_until") or 0)
+        metrics.watermark.set(clock_high[0])
+        return alerts, failures
 
     @app.timer(5.0)
     async def report_scopes():

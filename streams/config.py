@@ -14,6 +14,11 @@
 | app_id             | DDETECT_APP_ID               | ddetect                     |
 | batch_size         | DDETECT_BATCH_SIZE           | 500 messages per take()     |
 | batch_wait         | DDETECT_BATCH_WAIT           | 0.2 s                       |
+| max_future_skew    | DDETECT_MAX_FUTURE_SKEW      | 3600 s                      |
+
+``max_future_skew``: an event stamped more than this many seconds after the worker's wall
+clock is not counted (it would move the watermark and make on-time events late); it goes
+to the dead-letter topic with the reason and is counted in ``ddetect_events_future_total``.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ class WorkerConfig:
     app_id: str = field(default_factory=lambda: _env("DDETECT_APP_ID", "ddetect"))
     batch_size: int = field(default_factory=lambda: _env("DDETECT_BATCH_SIZE", 500))
     batch_wait: float = field(default_factory=lambda: _env("DDETECT_BATCH_WAIT", 0.2))
+    max_future_skew: float = field(default_factory=lambda: _env("DDETECT_MAX_FUTURE_SKEW", 3600.0))
 
     def export_env(self) -> dict[str, str]:
         """The environment that reproduces this config in a child process."""
@@ -49,5 +55,6 @@ class WorkerConfig:
                  "store": "DDETECT_STORE", "web_port": "DDETECT_WEB_PORT", "partitions": "DDETECT_PARTITIONS",
                  "events_topic": "DDETECT_EVENTS_TOPIC", "dlq_topic": "DDETECT_DLQ_TOPIC",
                  "alerts_topic": "DDETECT_ALERTS_TOPIC", "app_id": "DDETECT_APP_ID",
-                 "batch_size": "DDETECT_BATCH_SIZE", "batch_wait": "DDETECT_BATCH_WAIT"}
+                 "batch_size": "DDETECT_BATCH_SIZE", "batch_wait": "DDETECT_BATCH_WAIT",
+                 "max_future_skew": "DDETECT_MAX_FUTURE_SKEW"}
         return {names[f.name]: str(getattr(self, f.name)) for f in fields(self)}

@@ -21,12 +21,16 @@ def main_worker(argv: Sequence[str]) -> int:
     p.add_argument("--store", help="table store: rocksdb:// (default) or memory://")
     p.add_argument("--web-port", type=int, help="port for /metrics, /healthz, /readyz (default 6066)")
     p.add_argument("--partitions", type=int, help="partitions of the internal topics and tables (default 8)")
+    p.add_argument("--max-future-skew", type=float, metavar="SECONDS",
+                   help="events stamped further than this past the wall clock are dead-lettered, not counted "
+                        "(env DDETECT_MAX_FUTURE_SKEW; default 3600)")
     p.add_argument("-l", "--loglevel", default="info", choices=("crit", "error", "warn", "info", "debug"),
                    help="log level (default info)")
     args = p.parse_args(argv)
     overrides = {"KAFKA_BOOTSTRAP_SERVERS": args.broker, "DDETECT_RULES": args.rules,
                  "DDETECT_DATA_DIR": args.data_dir, "DDETECT_STORE": args.store,
-                 "DDETECT_WEB_PORT": args.web_port, "DDETECT_PARTITIONS": args.partitions}
+                 "DDETECT_WEB_PORT": args.web_port, "DDETECT_PARTITIONS": args.partitions,
+                 "DDETECT_MAX_FUTURE_SKEW": args.max_future_skew}
     for k, v in overrides.items():
         if v is not None:
             os.environ[k] = str(v)

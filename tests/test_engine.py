@@ -258,3 +258,30 @@ def test_gap_in_the_stream_gives_the_same_alerts_in_any_batching_and_silence_fir
     sil = [(a["status"], a["window"]["start"]) for a in a1 if a["rule"] == "silence"]
     assert sil[0] == ("firing", math.ceil((T0 + 4 * 3600) / 300) * 300), sil
     assert _windows(e1) == _windows(e2) < 4 * 12 + 2 * 12 + 400
+
+
+def test_a_window_whose_evaluation_raises_can_be_skipped_and_nothing_before_it_is_lost():
+    """What the worker does with a failing window: the alerts of the windows closed before it
+    are kept for the next advance, the window is dropped, and the clock goes on after it."""
+    from detector import clock
+
+    events = [validate_event(e) for e in stream(seed=15, start=T0, hours=6, rate_per_s=2,
+                                                campaigns=("flow", "other"))
+              if not (e["campaign"] == "flow" and T0 + 3 * 3600 <= e["timestamp"] < T0 + 4 * 3600)]
+    _, expected = run(events)
+    assert [a["rule"] for a in expected] == ["silence", "silence"]
+    engine = Engine(load_rules_text(RULES))
+    cut1 = next(i for i, e in enumerate(events) if e["timestamp"] >= T0 + 2.5 * 3600)
+    cut2 = next(i for i, e in enumerate(events) if e["timestamp"] >= T0 + 5 * 3600)
+    assert engine.process(events[:cut1]) == []
+    # A corrupt scope state: window counts that are no counter vector.
+    bad = math.floor((T0 + 4.5 * 3600) / 300) * 300.0
+    engine.states["corrupt"] = {"scope": {"campaign": "corrupt"}, "windows": {repr(bad): ["x"]}, "reasons": {},
+                                "rules": {}, "first": bad, "last_seen": bad}
+    with pytest.raises(IndexError):
+        engine.process(events[cut1:cut2])  # closes the silence's windows (fired, resolved), then fails
+    assert engine.closed_until == bad
+    assert clock.skip_window(engine.states, engine.meta, 300.0) == bad
+    assert engine.closed_until == bad + 300 and repr(bad) not in engine.states["corrupt"]["windows"]
+    got = engine.advance(engine.meta["newest"]) + engine.process(events[cut2:]) + engine.flush()
+    assert got == expected

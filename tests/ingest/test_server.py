@@ -267,3 +267,29 @@ def test_sns_certificate_fetch_failure_asks_sns_to_retry():
         finally:
             await sns.close()
     run(go())
+
+
+def test_events_stamped_in_the_future_are_accepted_counted_and_logged_once(caplog):
+    """Ingest says so (metric + one log line per provider per interval) but still answers 200:
+    the request is fine, the ESP's clock is not; the worker dead-letters such events."""
+    cfg = make_config(sendgrid={"unauthenticated": True}, mailgun={"unauthenticated": True})
+    now = time.time()
+    batch = json.loads(sendgrid_batch(4, prefix="f"))
+    batch[0]["timestamp"] = int(now)                 # on time
+    batch[1]["timestamp"] = int(now + 600)           # within the skew
+    batch[2]["timestamp"] = int(now + 2 * 86400)     # two days ahead
+    batch[3]["timestamp"] = int(now + 365 * 86400)   # a year ahead
+
+    async def go():
+        async with AppHarness(cfg) as h:
+            with caplog.at_level("WARNING", logger="ddetect.ingest"):
+                r = await h.client.post("/webhooks/sendgrid", data=json.dumps(batch), headers=JSON)
+                assert r.status == 200 and (await r.json())["accepted"] == 4
+                later = [{**e, "sg_event_id": e["sg_event_id"] + "-again"} for e in batch]
+                r = await h.client.post("/webhooks/sendgrid", data=json.dumps(later), headers=JSON)
+                assert r.status == 200
+            assert len(h.producer.events) == 8
+            assert h.sample("ddetect_ingest_events_future_total", provider="sendgrid") == 4
+            lines = [rec.getMessage() for rec in caplog.records if "in the future" in rec.getMessage()]
+            assert len(lines) == 1 and "provider sendgrid: 2 event(s)" in lines[0], lines
+    run(go())
