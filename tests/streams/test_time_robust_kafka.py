@@ -43,8 +43,9 @@ def test_an_event_stamped_days_ahead_is_dead_lettered_and_moves_no_watermark(pip
 
 
 def test_a_deltas_message_that_fails_evaluation_is_parked_and_the_partition_moves_on(pipeline):
-    """A corrupt deltas message (window counts that are not counter vectors, as an incompatible
-    worker version could write) made every later message of its partition fail the same way."""
+    """A corrupt deltas message (window counts of another counter layout, as an incompatible
+    worker version could write: short vectors apply but fail when the window is evaluated)
+    made every later message of its partition fail the same way."""
     events = make_events(hours=2.0, seed=32)
     expected, closed_until = expected_alerts(events)
     assert any(a["status"] == "firing" for a in expected)
@@ -58,7 +59,7 @@ def test_a_deltas_message_that_fails_evaluation_is_parked_and_the_partition_move
         corrupt = {"newest": bad_window + 10, "deltas": [
             {"id": f"campaign=corrupt{part}|mailbox_provider=gmail",
              "scope": {"campaign": f"corrupt{part}", "mailbox_provider": "gmail"},
-             "w": {repr(bad_window): ["not", "counts"]}, "r": {}}]}
+             "w": {repr(bad_window): [0, 0, 0]}, "r": {}}]}
         p.send(f"{app_id}-scope-deltas", key=f"p{part}".encode(), partition=part, value=json.dumps(corrupt).encode())
     p.flush()
     p.close()
