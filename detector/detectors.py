@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from . import cusum, flow, policy, volume, window_test
+from . import cusum, exposure, flow, policy, volume, window_test
 from .counts import COUNTERS
 from .rates import METRICS
 from .rules import Rule
@@ -277,8 +277,13 @@ def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
                    extra={"rho": st["rho"], "min_effect": rule.min_effect})
 
 
-def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Finding | None:
-    """Fire when the one-sided lower confidence bound of the span's rate exceeds the policy rate."""
+def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float = 300.0) -> Finding | None:
+    """Fire when the one-sided lower confidence bound of the span's rate exceeds the policy rate.
+
+    With a ``lag`` (complaints), the span's complaints are judged against its exposure
+    (:mod:`detector.exposure`) with exact Poisson bounds, not against its deliveries."""
+    if rule.lag_median:
+        return _eval_lagged_policy(rule, st, sid, w, x, n, window)
     xs, ns = _span(rule, st, x, n)
     if ns < max(1, rule.min_volume):
         return None
@@ -291,6 +296,28 @@ def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
     fire = lower is not None and lower > rule.rate
     return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and xs / ns < rule.rate),
                    statistic=lower, baseline=None, threshold=rule.rate, extra={"lower_bound": lower})
+
+
+def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float) -> Finding | None:
+    recent = st["recent"]
+    recent.append([x, n, w])
+    if len(recent) > rule.span_windows:
+        for old in recent[:-rule.span_windows]:
+            exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+        del recent[:-rule.span_windows]
+    xs = sum(r[0] for r in recent)
+    ns = sum(r[1] for r in recent)
+    e = exposure.exposure(st, [r[1] for r in recent], w + window, rule.span_windows * window,
+                          rule.lag_median, rule.lag_sigma)
+    st["exposure"] = e
+    if e < max(1, rule.min_volume):
+        return None
+    rate = xs / e
+    lower = float(policy.poisson_rate_lower(xs, e, rule.alpha)) if rate > rule.rate else None
+    fire = lower is not None and lower > rule.rate
+    return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and rate < rule.rate), statistic=lower,
+                   baseline=None, threshold=rule.rate,
+                   extra={"lower_bound": lower, "exposure": round(e, 1), "lag_median_s": rule.lag_median})
 
 
 def _volume_expected(rule: Rule, st: dict, w: float) -> float:

@@ -266,7 +266,12 @@ class Engine:
                 else:
                     pooled = (x, n) if rule.test == "policy" else \
                         detectors.pool(rule, rst, x, n, sent)
-                    finding = None if pooled is None else _EVALUATORS[rule.test](rule, rst, sid, start, *pooled)
+                    if pooled is None:
+                        finding = None
+                    elif rule.test == "policy":
+                        finding = detectors.eval_policy(rule, rst, sid, start, *pooled, window=self.window)
+                    else:
+                        finding = _EVALUATORS[rule.test](rule, rst, sid, start, *pooled)
                 if finding is None:
                     continue
                 if finding.fire is None:
@@ -389,7 +394,8 @@ def _span_holds_evidence(rule: Rule, rst: dict) -> bool:
     """
     if rule.test != "policy":
         return False
-    return sum(r[1] for r in rst.get("recent", ())) >= max(1, rule.min_volume)
+    held = rst.get("exposure") if rule.lag_median else sum(r[1] for r in rst.get("recent", ()))
+    return (held or 0) >= max(1, rule.min_volume)
 
 
 def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:

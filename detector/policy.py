@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["clopper_pearson_lower", "wilson_lower", "exceeds_policy"]
+__all__ = ["clopper_pearson_lower", "wilson_lower", "poisson_rate_lower", "exceeds_policy"]
 
 
 def _inputs(x, n, alpha):
@@ -54,6 +54,19 @@ def wilson_lower(x, n, alpha=0.05):
         half = z / (1.0 + z2n) * np.sqrt(ph * (1.0 - ph) / nn + z * z / (4.0 * nn * nn))
         res[pos] = np.maximum(centre - half, 0.0)
     return _out(res, x, n)
+
+
+def poisson_rate_lower(x, exposure, alpha=0.05):
+    """One-sided exact lower bound of a Poisson rate: chi2.ppf(alpha, 2x) / (2 exposure); 0 when x == 0.
+
+    For complaints judged against a delayed-feedback exposure (a real number, not a count of
+    trials); for rare events it agrees with Clopper-Pearson on the same counts."""
+    xa = np.asarray(x, dtype=float)
+    ea = np.asarray(exposure, dtype=float)
+    if np.any(xa < 0) or np.any(ea <= 0) or not (0.0 < float(alpha) < 1.0):
+        raise ValueError("need x >= 0, exposure > 0 and 0 < alpha < 1")
+    res = np.where(xa > 0, stats.chi2.ppf(alpha, 2 * np.maximum(xa, 1e-300)) / (2 * ea), 0.0)
+    return _out(res, x, exposure)
 
 
 _METHODS = {"clopper-pearson": clopper_pearson_lower, "wilson": wilson_lower}

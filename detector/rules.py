@@ -63,6 +63,8 @@ class Rule:
     rate: float = 0.0
     alpha: float = 0.05
     method: str = "clopper-pearson"
+    lag_median: float = 0.0          # seconds; > 0 judges the span against its delayed-feedback exposure
+    lag_sigma: float = 1.5
     # volume
     factor: float = 3.0
     seasonal: bool = False
@@ -150,7 +152,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
     "min_effect": ("ratio", ("binomial", "betabinomial")),
     "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "surge", "silence")),
-    "method": ("method", ("policy",)),
+    "method": ("method", ("policy",)), "lag": ("lag", ("policy",)),
     "factor": ("ratio", ("surge",)), "seasonal": ("bool", ("surge", "silence")),
     "min_expected": ("nonneg", ("surge", "silence")), "ewma": ("prob", ("surge", "silence")),
     "min_active": ("share", ("surge", "silence")),
@@ -263,6 +265,26 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         kind, tests = spec
         if tests is not None and test in TESTS and test not in tests:
             errs.add(knode, f"key {key!r} does not apply to test {test!r} (only {', '.join(tests)})", rname)
+            continue
+        if kind == "lag":
+            if not isinstance(vnode, yaml.MappingNode):
+                errs.add(vnode, "lag must be a mapping {median: DURATION, sigma: NUMBER}", rname)
+                continue
+            for sk, (sknode, svnode) in _mapping(vnode).items():
+                try:
+                    if sk == "median":
+                        values["lag_median"] = parse_duration(_plain(svnode))
+                        if values["lag_median"] <= 0:
+                            raise ValueError("must be > 0")
+                    elif sk == "sigma":
+                        v = _plain(svnode)
+                        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 5:
+                            raise ValueError("must be a number in (0, 5]")
+                        values["lag_sigma"] = float(v)
+                    else:
+                        errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma)", rname)
+                except ValueError as exc:
+                    errs.add(svnode, f"lag.{sk} {exc}", rname)
             continue
         if kind in ("warmup", "resolve"):
             if not isinstance(vnode, yaml.MappingNode):
