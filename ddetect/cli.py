@@ -15,7 +15,10 @@ from detector.skew import DEFAULT_MAX_FUTURE_SKEW
 
 
 def _load_ruleset(path: str | None):
-    return load_rules(path or default_rules_path())
+    rs = load_rules(path or default_rules_path())
+    for line in rs.warnings:
+        print(line, file=sys.stderr)
+    return rs
 
 
 def cmd_rules_check(args: argparse.Namespace) -> int:
@@ -28,8 +31,11 @@ def cmd_rules_check(args: argparse.Namespace) -> int:
                 print(line, file=sys.stderr)
             status = 1
             continue
+        for line in rs.warnings:
+            print(line, file=sys.stderr)
         print(f"{path}: OK, {len(rs.rules)} rules, window {rs.settings.window:g}s, "
-              f"allowed lateness {rs.settings.allowed_lateness:g}s")
+              f"allowed lateness {rs.settings.allowed_lateness:g}s"
+              + (f", {len(rs.warnings)} warning(s)" if rs.warnings else ""))
     return status
 
 

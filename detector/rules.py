@@ -83,6 +83,8 @@ class RuleSet:
     settings: Settings = field(default_factory=Settings)
     mailbox_providers: dict[str, list[str]] = field(default_factory=dict)
     source: str = "<memory>"
+    #: Valid but probably not what was meant, as ``file:line:column: rule "name": message``.
+    warnings: list[str] = field(default_factory=list)
 
     def scopes(self) -> list[tuple[str, ...]]:
         """Distinct scope definitions, in rule order (each is counted once)."""
@@ -397,7 +399,24 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
                 rules.append(rule)
     if errs.errors:
         raise RuleError(errs.errors)
-    return RuleSet(rules=rules, settings=settings, mailbox_providers=providers, source=path)
+    warn = _Collector(path)
+    for rule in rules:
+        for message in rule_warnings(rule):
+            warn.add(names[rule.name], message, rule.name)
+    return RuleSet(rules=rules, settings=settings, mailbox_providers=providers, source=path, warnings=warn.errors)
+
+
+def rule_warnings(rule: Rule) -> list[str]:
+    """What a valid rule silently does not do."""
+    out = []
+    if rule.test == "cusum" and rule.baseline_cap is None:
+        out.append("warning: cusum without baseline_cap charts nothing while the scope warms up "
+                   f"({rule.warmup_messages} messages): a new campaign's first send to a stale list is "
+                   "not caught; set baseline_cap (the rate never accepted as normal)")
+    if rule.test in ("surge", "silence") and rule.min_active == 0 and rule.scope == ("campaign",):
+        out.append("warning: min_active is 0, so bulk campaigns are judged as flows: a newsletter's end can "
+                   "page silence and its next send a surge; set min_active (e.g. 0.8) and a day of warm-up")
+    return out
 
 
 def load_rules(path: str | Path) -> RuleSet:

@@ -81,6 +81,8 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     patch_faust_aiokafka()
     config = config or WorkerConfig()
     ruleset = ruleset or load_rules(config.rules or default_rules_path())
+    for line in ruleset.warnings:
+        log.warning("%s", line)
     metrics = metrics or default_metrics()
     partitioner = Partitioner(ruleset, config.partitions)
     window = ruleset.settings.window

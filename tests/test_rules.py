@@ -99,3 +99,26 @@ def test_cli_rules_check_exit_codes(capsys):
     assert main(["rules", "check", str(BAD / "bad_category.yaml")]) == 1
     err = capsys.readouterr().err
     assert "bad_category.yaml:6:15:" in err
+
+
+def test_a_rule_that_silently_depends_on_a_key_gets_a_warning_with_its_position():
+    text = """
+rules:
+  - name: blocks
+    test: cusum
+    metric: block_rate
+    scope: [sending_domain, mailbox_provider]
+    category: technical
+    severity: critical
+  - name: silence
+    test: silence
+    metric: volume
+    scope: [campaign]
+    category: performance
+    severity: warning
+"""
+    rs = load_rules_text(text, "r.yaml")
+    assert len(rs.warnings) == 2
+    assert rs.warnings[0].startswith('r.yaml:3:5: rule "blocks": warning: cusum without baseline_cap')
+    assert rs.warnings[1].startswith('r.yaml:9:5: rule "silence": warning: min_active is 0')
+    assert load_rules(default_rules_path()).warnings == []
