@@ -14,12 +14,15 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
+from .smtp_codes import is_throttle
 
 #: Counter layout of one window: one slot per event type, then one per bounce class, then the
 #: sends and delivery attempts of messages that name no campaign (the volume a campaign's
 #: send does not explain: an IP pool's surge of unattributed mail is the security signal).
 COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
-                             + ("unattributed_accepted", "unattributed_attempts"))
+                             + ("unattributed_accepted", "unattributed_attempts", "throttled"))
+#: ``throttled``: first-attempt deferrals (``attempt == 1``) whose reply says the provider is
+#: throttling or blocking the sender (:mod:`detector.smtp_codes`).
 N_COUNTERS = len(COUNTERS)
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
@@ -64,6 +67,10 @@ class EventBatch:
     fields: dict[str, np.ndarray]
     vocab: dict[str, Vocabulary]
     reasons: list[tuple[int, int | None, str | None]] = field(default_factory=list)
+    #: Rows that are first-attempt throttle/block deferrals (None: none in the batch).
+    throttled: np.ndarray | None = None
+    #: Rows of deferrals that carry an attempt number (None: not known).
+    numbered_deferrals: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -83,7 +90,20 @@ class EventBatch:
             cols[f] = np.fromiter((code(e.get(f)) for e in events), dtype=np.int32, count=n)
         reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
                    if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
-        return cls(ts, tcode, bcode, cols, vocab, reasons)
+        throttled = numbered = None
+        deferred = np.flatnonzero(tcode == TYPE_CODE["deferred"])
+        if deferred.size:
+            # first attempts only: a retry of a throttled message is the same trial again, and
+            # after a bulk send its retries would outnumber the sends; an ESP that does not
+            # number attempts leaves the rule blind (detector/coverage.py says so)
+            first = [i for i in deferred.tolist() if events[i].get("attempt") == 1]
+            numbered = np.array([i for i in deferred.tolist() if events[i].get("attempt") is not None],
+                                dtype=np.int64)
+            rows = [i for i in first if is_throttle(events[i].get("mailbox_provider"),
+                                                    events[i].get("smtp_code"), events[i].get("reason"))]
+            if rows:
+                throttled = np.array(rows, dtype=np.int64)
+        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, numbered)
 
 
 @dataclass
@@ -165,6 +185,9 @@ def _extra_slots(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
             att = np.flatnonzero(anon & ((tc == _DELIVERED) | (tc == TYPE_CODE["bounced"])))
             rows += [acc, att]
             slots += [np.full(acc.size, _UNATTRIBUTED_ACCEPTED), np.full(att.size, _UNATTRIBUTED_ATTEMPTS)]
+    if batch.throttled is not None and batch.throttled.size:
+        rows.append(batch.throttled)
+        slots.append(np.full(batch.throttled.size, COUNTER_INDEX["throttled"]))
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     return np.concatenate(rows), np.concatenate(slots)

@@ -42,6 +42,8 @@ def metric_types(metric_name: str) -> tuple[set[str], set[str]]:
                 out.add("bounced")
             elif c.startswith("unattributed_"):
                 out.add("accepted")
+            elif c == "throttled":
+                out.add("deferred")
             else:
                 out.add(c)
         return out
@@ -67,6 +69,7 @@ class Coverage:
     def __init__(self) -> None:
         self.types: dict[str, np.ndarray] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
+        self.numbered: dict[str, int] = {}   # deferrals that carry an attempt number
 
     def update(self, batch: EventBatch) -> None:
         esp_col = batch.fields["provider"]
@@ -83,6 +86,9 @@ class Coverage:
             for f in SCOPE_FIELDS:
                 has = batch.fields[f][rows] >= 0
                 per[f] = per.get(f, 0) + np.bincount(tc[has], minlength=n_types)
+            numbered = batch.numbered_deferrals
+            self.numbered[esp] = self.numbered.get(esp, 0) + (
+                int((esp_col[numbered] == code).sum()) if numbered is not None and numbered.size else 0)
 
     def events(self, esp: str) -> int:
         return int(self.types[esp].sum())
@@ -102,6 +108,10 @@ def _verdict(cov: Coverage, esp: str, rule: Rule) -> Verdict:
                                                     f"(subscribe the webhook to them)")
         return Verdict(esp, rule.name, "unseen", f"no {', '.join(missing)} events yet "
                                                  f"({base:,} deliveries; too few to tell)")
+    if "throttled" in METRICS[rule.metric].numerator and _type_count(cov, esp, "deferred") \
+            and not cov.numbered.get(esp):
+        return Verdict(esp, rule.name, "blind", "deferrals carry no attempt number, so first attempts "
+                                                "cannot be told from retries")
     for f in rule.scope:
         carried = cov.fields[esp][f]
         if int(carried.sum()) == 0:

@@ -251,6 +251,8 @@ class Engine:
                 metric = METRICS[rule.metric]
                 if metric.is_send_volume:
                     x = n = sends.volume(rule.metric, counts, cov)
+                elif metric.per_send:
+                    x, n = metric.pair(counts)[0], sent
                 else:
                     x, n = metric.pair(counts)
                 if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows

@@ -29,8 +29,11 @@ BOUNCE_CLASSES = ("hard", "soft", "block", "undetermined")
 FIELDS = (
     "event_id", "provider", "type", "bounce_class", "timestamp", "campaign",
     "sending_domain", "ip_pool", "recipient_domain", "recipient_hash",
-    "mailbox_provider", "smtp_code", "reason", "message_id",
+    "mailbox_provider", "smtp_code", "reason", "message_id", "attempt",
 )
+#: Fields an id-less event's stable id is hashed from (fixed: a new optional field must not
+#: change the ids of events that do not carry it).
+_ID_FIELDS = FIELDS[:14]
 REQUIRED = ("event_id", "provider", "type", "timestamp", "campaign", "recipient_domain")
 _FIELD_SET = frozenset(FIELDS)
 _TYPE_SET = frozenset(EVENT_TYPES)
@@ -125,6 +128,12 @@ def validate_event(ev: Any) -> dict:
         if not 200 <= code <= 599:
             raise EventError("smtp_code", f"{code} is not an SMTP reply code (200-599)")
     out["smtp_code"] = code
+
+    attempt = ev.get("attempt")
+    if attempt is not None:  # delivery attempt number where the ESP reports it (1 = first)
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise EventError("attempt", f"must be an integer >= 1 or null, got {attempt!r}")
+        out["attempt"] = attempt
     return out
 
 
@@ -138,7 +147,7 @@ def make_event(**fields: Any) -> dict:
 
 def stable_event_id(fields: Mapping[str, Any]) -> str:
     """A deterministic id for providers that send none: same payload, same id."""
-    material = {k: fields.get(k) for k in FIELDS if k != "event_id"}
+    material = {k: fields.get(k) for k in _ID_FIELDS if k != "event_id"}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return "h:" + digest[:32]
 

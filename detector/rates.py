@@ -18,6 +18,9 @@ class Metric:
     numerator: tuple[str, ...]
     denominator: tuple[str, ...]   # empty for a volume (count) metric
     description: str
+    #: The denominator is the scope's sends: accepted events, or delivery attempts where the
+    #: stream has none (the engine substitutes :func:`detector.sends.sends`).
+    per_send: bool = False
 
     @property
     def is_volume(self) -> bool:
@@ -46,6 +49,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("deferral_rate", ("deferred",), ("delivered", "bounced", "deferred"),
            "deferrals / (delivered + bounced + deferred)"),
     Metric("drop_rate", ("dropped",), ("delivered", "bounced", "dropped"), "drops / (delivered + bounced + dropped)"),
+    Metric("throttle_rate", ("throttled",), ("accepted",),
+           "first attempts deferred with a throttling or blocking reply / messages sent", per_send=True),
     Metric("unsubscribe_rate", ("unsubscribed",), ("delivered",), "unsubscribes / delivered"),
     Metric("volume", ("accepted",), (), "messages sent per window: accepted by the ESP, or delivery attempts where "
            "the stream has no send events"),

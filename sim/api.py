@@ -57,7 +57,7 @@ def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration
     tag = tag.encode()
     table = EventTable(
         ts=np.round(raw.ts[rows], 3), arrival=np.round(arrival, 3), type=raw.type[rows], bclass=raw.bclass[rows],
-        code=raw.code[rows], reason=raw.reason[rows], msg=raw.msg[rows], seq=seq,
+        code=raw.code[rows], reason=raw.reason[rows], msg=raw.msg[rows], seq=seq, attempt=raw.attempt[rows],
         m_camp=msgs.camp, m_dom=msgs.dom, m_rid=msgs.rid, m_t=msgs.t,
         campaigns=[c.name for c in world.campaigns], camp_esp=[c.esp for c in world.campaigns],
         camp_sdom=[c.sending_domain for c in world.campaigns], camp_pool=[c.ip_pool for c in world.campaigns],

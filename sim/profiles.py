@@ -56,16 +56,17 @@ class EspProfile:
     types: frozenset[str]
     retry_gaps: tuple[float, ...] | None = None     # seconds between delivery attempts (4 gaps)
     complaint_median: float | None = None            # seconds, log-normal median of the complaint lag
+    numbers_attempts: bool = False                   # deferrals (and outcomes) carry an attempt number
     note: str = ""
 
 
 ESP_PROFILES: dict[str, EspProfile] = {p.name: p for p in (
-    EspProfile("sendgrid", frozenset(ALL_TYPES),
+    EspProfile("sendgrid", frozenset(ALL_TYPES), numbers_attempts=True,  # `attempt` on deferred
                note="processed/delivered/bounce/deferred/dropped/spamreport/open/click/unsubscribe"),
     EspProfile("mailgun", frozenset(ALL_TYPES),
                # Assumption: Mailgun's documented *webhook* retry schedule (5, 10, 15 min, 1 h) is
                # used as the shape of its SMTP retry schedule, which is not published.
-               retry_gaps=(300.0, 600.0, 900.0, 3600.0),
+               retry_gaps=(300.0, 600.0, 900.0, 3600.0), numbers_attempts=True,  # attempt-no
                note="accepted/delivered/failed(temporary=deferred, permanent=bounced)/complained/..."),
     EspProfile("sparkpost", frozenset(ALL_TYPES),
                note="injection/delivery/bounce/delay/policy_rejection/spam_complaint/open/click/unsubscribe"),
@@ -82,9 +83,10 @@ ESP_PROFILES: dict[str, EspProfile] = {p.name: p for p in (
                note="sent(=delivered)/bounce/blocked(dropped)/spam/open/click/unsub; no acceptance event"),
 )}
 
-OUTCOME_ONLY = EspProfile("outcome-only", frozenset(ALL_TYPES) - {"accepted"},
+OUTCOME_ONLY = EspProfile("outcome-only", frozenset(ALL_TYPES) - {"accepted"}, numbers_attempts=True,
                           note="every type except accepted, for every campaign")
-SENDS = EspProfile("sends", frozenset(ALL_TYPES), note="every type for every campaign (today's behaviour)")
+SENDS = EspProfile("sends", frozenset(ALL_TYPES), numbers_attempts=True,
+                   note="every type for every campaign (today's behaviour)")
 
 PROFILES: tuple[str, ...] = ("sends", "outcome-only", "esp-mix") + tuple(ESP_PROFILES)
 #: The profiles the benchmark reports side by side.
@@ -117,6 +119,7 @@ class CampaignBehaviour:
     emits: np.ndarray            # (campaigns, event types) bool, columns in ALL_TYPES order
     retry_gaps: np.ndarray       # (campaigns, 4) seconds
     complaint_median: np.ndarray  # (campaigns,) seconds
+    numbers_attempts: np.ndarray | None = None  # (campaigns,) bool
 
     def emits_type(self, camp: int, etype: str) -> bool:
         return bool(self.emits[camp, ALL_TYPES.index(etype)])
@@ -130,7 +133,8 @@ def behaviour(profile: str, camp_esp: list[str], default_gaps: np.ndarray,
     gaps = np.array([p.retry_gaps if p.retry_gaps is not None else tuple(default_gaps) for p in profs],
                     dtype=float).reshape(len(profs), len(default_gaps))
     lag = np.array([p.complaint_median or default_complaint_median for p in profs], dtype=float)
-    return CampaignBehaviour(emits, gaps, lag)
+    numbered = np.array([p.numbers_attempts for p in profs], dtype=bool)
+    return CampaignBehaviour(emits, gaps, lag, numbered)
 
 
 def describe() -> dict[str, str]:

@@ -72,6 +72,7 @@ class EventTable:
     reasons: list[str]
     id_prefix: str
     _hashes: list[str] | None = None
+    attempt: np.ndarray | None = None   # per row: delivery attempt number, 0 where not reported
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -83,7 +84,7 @@ class EventTable:
         return EventTable(**cols, m_camp=self.m_camp, m_dom=self.m_dom, m_rid=self.m_rid, m_t=self.m_t,
                           campaigns=self.campaigns, camp_esp=self.camp_esp, camp_sdom=self.camp_sdom,
                           camp_pool=self.camp_pool, reasons=self.reasons, id_prefix=self.id_prefix,
-                          _hashes=self._hashes)
+                          _hashes=self._hashes, attempt=None if self.attempt is None else self.attempt[order])
 
     def sorted_by_timestamp(self) -> "EventTable":
         """Event-time order (ties by event number); duplicates stay next to each other."""
@@ -134,20 +135,24 @@ class EventTable:
         raise KeyError(name)
 
     # ------------------------------------------------------------------ dicts
+    def _attempts(self) -> list[int]:
+        return self.attempt.tolist() if self.attempt is not None else [0] * len(self.ts)
+
     def _rows(self) -> Iterator[tuple]:
         hashes = self.message_hashes()
         m_camp, m_dom = self.m_camp.tolist(), self.m_dom.tolist()
         return zip(self.ts.tolist(), self.type.tolist(), self.bclass.tolist(), self.code.tolist(),
-                   self.reason.tolist(), self.msg.tolist(), self.seq.tolist(), self.arrival.tolist()), \
+                   self.reason.tolist(), self.msg.tolist(), self.seq.tolist(), self.arrival.tolist(),
+                   self._attempts()), \
             hashes, m_camp, m_dom
 
     def iter_timed(self) -> Iterator[tuple[float, dict]]:
         """``(arrival_time, event)`` pairs in table order (for pacing a live replay)."""
         rows, hashes, m_camp, m_dom = self._rows()
         names, provs = DOMAINS.names, DOMAINS.provider
-        for ts, typ, bc, code, reason, msg, seq, arrival in rows:
+        for ts, typ, bc, code, reason, msg, seq, arrival, attempt in rows:
             c, d = m_camp[msg], m_dom[msg]
-            yield arrival, {
+            event = {
                 "event_id": self.event_id(seq),
                 "provider": self.camp_esp[c],
                 "type": TYPE_NAMES[typ],
@@ -163,6 +168,9 @@ class EventTable:
                 "reason": self.reasons[reason] if reason >= 0 else None,
                 "message_id": self.message_id(msg),
             }
+            if attempt:
+                event["attempt"] = attempt
+            yield arrival, event
 
     def __iter__(self) -> Iterator[dict]:
         for _, event in self.iter_timed():
@@ -198,15 +206,20 @@ class EventTable:
         code_j = {0: "null"}
         for code in np.unique(self.code).tolist():
             code_j.setdefault(code, str(code))
-        fmt = '{"bounce_class":%s,%s%010x",%s%s%s%s,"timestamp":%r,"type":%s}\n'
+        fmt = '{%s"bounce_class":%s,%s%010x",%s%s%s%s,"timestamp":%r,"type":%s}\n'
+        att_j = {0: ""}
         n = 0
         ts_l, type_l, bc_l = self.ts.tolist(), self.type.tolist(), self.bclass.tolist()
         code_l, reason_l, msg_l, seq_l = self.code.tolist(), self.reason.tolist(), self.msg.tolist(), self.seq.tolist()
+        att_l = self._attempts()
+        for a in set(att_l):
+            att_j.setdefault(a, f'"attempt":{a},')
         for lo in range(0, len(ts_l), chunk):
             hi = lo + chunk
             out.write("".join([
-                fmt % (bc_j[bc], heads[m], seq, mids[m], reason_j[r], tails[m], code_j[code], ts, type_j[t])
-                for ts, t, bc, code, r, m, seq in zip(ts_l[lo:hi], type_l[lo:hi], bc_l[lo:hi], code_l[lo:hi],
-                                                      reason_l[lo:hi], msg_l[lo:hi], seq_l[lo:hi])]))
+                fmt % (att_j[a], bc_j[bc], heads[m], seq, mids[m], reason_j[r], tails[m], code_j[code], ts, type_j[t])
+                for ts, t, bc, code, r, m, seq, a in zip(ts_l[lo:hi], type_l[lo:hi], bc_l[lo:hi], code_l[lo:hi],
+                                                         reason_l[lo:hi], msg_l[lo:hi], seq_l[lo:hi],
+                                                         att_l[lo:hi])]))
             n += min(hi, len(ts_l)) - lo
         return n

@@ -282,6 +282,7 @@ class RawEvents:
     msg: np.ndarray
     code: np.ndarray         # 0: none
     reason: np.ndarray       # -1: none
+    attempt: np.ndarray      # delivery attempt number (1 = first), 0: not reported / not an attempt
 
 
 def generate_events(world: World, msgs: Messages, rng: np.random.Generator, vocab_ips: list[str],
@@ -342,11 +343,13 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     defer_tmpl = np.where(temp_block, bounce_tmpl, defer_tmpl)
     defer_code = np.where(temp_block, bounce_code, defer_code)
 
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "type", "bclass", "msg", "code", "reason")}
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("ts", "type", "bclass", "msg", "code", "reason",
+                                                          "attempt")}
 
     def emit(rows: np.ndarray, ts: np.ndarray, etype: str, bclass: np.ndarray | int = -1,
-             code: np.ndarray | int = 0, reason: np.ndarray | int = -1) -> None:
+             code: np.ndarray | int = 0, reason: np.ndarray | int = -1, attempt: np.ndarray | int = 0) -> None:
         k = len(rows)
+        cols["attempt"].append(np.broadcast_to(np.asarray(attempt, dtype=np.int8), (k,)))
         cols["ts"].append(ts)
         cols["type"].append(np.full(k, T[etype], dtype=np.int8))
         cols["bclass"].append(np.broadcast_to(np.asarray(bclass, dtype=np.int8), (k,)))
@@ -363,13 +366,13 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     for k in range(MAX_DEFERRALS):
         rows = np.nonzero(n_def > k)[0]
         emit(rows, t_try[rows] + cum_gaps[rows, k], "deferred", code=defer_code[rows],
-             reason=reasons.format(defer_tmpl[rows], msgs.ip[rows], sdom[rows]))
+             reason=reasons.format(defer_tmpl[rows], msgs.ip[rows], sdom[rows]), attempt=k + 1)
     bounced = np.nonzero((outcome == HARD) | (outcome == SOFT) | (outcome == BLOCK))[0]
     bclass = np.array([_OUTCOME_BCLASS.get(o, -1) for o in range(5)], dtype=np.int8)[outcome[bounced]]
     emit(bounced, t_final[bounced], "bounced", bclass=bclass, code=bounce_code[bounced],
-         reason=reasons.format(bounce_tmpl[bounced], msgs.ip[bounced], sdom[bounced]))
+         reason=reasons.format(bounce_tmpl[bounced], msgs.ip[bounced], sdom[bounced]), attempt=n_def[bounced] + 1)
     delivered = np.nonzero(outcome == DELIVERED)[0]
-    emit(delivered, t_final[delivered], "delivered", code=250)
+    emit(delivered, t_final[delivered], "delivered", code=250, attempt=n_def[delivered] + 1)
 
     # --- engagement and feedback, only for delivered mail
     td = t_final[delivered]
@@ -394,6 +397,8 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     if esp is not None and len(raw.ts):  # what this campaign's ESP posts at all
         keep &= esp.emits[msgs.camp[raw.msg], raw.type]
     raw = RawEvents(**{k: getattr(raw, k)[keep] for k in raw.__dataclass_fields__})
+    if esp is not None and esp.numbers_attempts is not None and len(raw.ts):
+        raw.attempt = np.where(esp.numbers_attempts[msgs.camp[raw.msg]], raw.attempt, 0).astype(np.int8)
     return raw, reasons.texts
 
 
