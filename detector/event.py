@@ -31,9 +31,10 @@ FIELDS = (
     "sending_domain", "ip_pool", "recipient_domain", "recipient_hash",
     "mailbox_provider", "smtp_code", "reason", "message_id", "attempt",
 )
-#: Fields an id-less event's stable id is hashed from (fixed: a new optional field must not
-#: change the ids of events that do not carry it).
-_ID_FIELDS = FIELDS[:14]
+#: Fields that are only present in an event when they have a value. A producer leaves them
+#: out rather than sending null, so events without them are byte-identical to those of
+#: earlier versions (and their stable ids unchanged).
+SPARSE_FIELDS = ("attempt",)
 REQUIRED = ("event_id", "provider", "type", "timestamp", "campaign", "recipient_domain")
 _FIELD_SET = frozenset(FIELDS)
 _TYPE_SET = frozenset(EVENT_TYPES)
@@ -63,6 +64,8 @@ def validate_event(ev: Any) -> dict:
 
     Derived fields are filled in when absent (``mailbox_provider`` from the recipient
     domain, ``bounce_class`` = ``undetermined`` for a bounce without a class).
+    ``attempt`` (the ESP's delivery attempt number, an integer >= 1) is optional and
+    sparse: absent or null in the input, it is absent in the output.
     """
     if type(ev) is not dict and not isinstance(ev, Mapping):
         raise EventError("event", f"must be a JSON object, got {type(ev).__name__}")
@@ -130,9 +133,11 @@ def validate_event(ev: Any) -> dict:
     out["smtp_code"] = code
 
     attempt = ev.get("attempt")
-    if attempt is not None:  # delivery attempt number where the ESP reports it (1 = first)
-        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-            raise EventError("attempt", f"must be an integer >= 1 or null, got {attempt!r}")
+    if attempt is not None:
+        if isinstance(attempt, bool) or not isinstance(attempt, int):
+            raise EventError("attempt", f"must be an integer or null, got {type(attempt).__name__}")
+        if attempt < 1:
+            raise EventError("attempt", f"{attempt} is not a delivery attempt number (>= 1)")
         out["attempt"] = attempt
     return out
 
@@ -147,7 +152,8 @@ def make_event(**fields: Any) -> dict:
 
 def stable_event_id(fields: Mapping[str, Any]) -> str:
     """A deterministic id for providers that send none: same payload, same id."""
-    material = {k: fields.get(k) for k in _ID_FIELDS if k != "event_id"}
+    material = {k: fields.get(k) for k in FIELDS
+                if k != "event_id" and (k not in SPARSE_FIELDS or fields.get(k) is not None)}
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
     return "h:" + digest[:32]
 

@@ -59,10 +59,15 @@ bearer_token(_file)    Bearer token (``Authorization: Bearer``; SparkPost also
 webhook_url            Mandrill: the URL exactly as configured in Mandrill (it is signed)
 campaign_fields        ordered field paths for the campaign (list, env: comma-separated)
 sending_domain_fields  ordered field paths for the sending domain (or a From address), tried before
-                       the provider's own field; needed for SendGrid, whose events name no sender:
-                       send a custom arg (e.g. ``sending_domain``) and list it here
+                       the provider's own field; needed where the ESP names no sender on every
+                       outcome event (SendGrid, Postmark, Brevo, MailerSend, Mailjet): send a custom
+                       arg / metadata key (e.g. ``sending_domain``) and list it here
 sending_domain         constant sending domain for events that name none (e.g. an ESP subaccount
                        that sends from one domain)
+ip_pool_fields         ordered field paths for the IP pool (a pool name, or an IP), tried before the
+                       provider's own field; a list value yields its first element, an object its
+                       ``name``. Pick a field every outcome event carries (README "ESP setup")
+ip_pool                constant IP pool for events that name none
 outage_status          HTTP status answered while the broker is down (default per provider: 503,
                        Brevo 429); must be one the provider retries
 topic_arns             SES: allowed SNS topic ARNs (list; env comma-separated). Required for SES.
@@ -101,6 +106,8 @@ class ProviderSettings:
     campaign_fields: tuple[str, ...] | None = None
     sending_domain_fields: tuple[str, ...] | None = None
     sending_domain: str | None = None
+    ip_pool_fields: tuple[str, ...] | None = None
+    ip_pool: str | None = None
     outage_status: int | None = None
     topic_arns: tuple[str, ...] = ()
     sns_region: str | None = None

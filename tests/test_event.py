@@ -35,6 +35,10 @@ def test_valid_event_is_normalised():
     ({"ip_pool": 3}, "ip_pool"),
     ({"recipient": "bob@gmail.com"}, "recipient"),       # unknown field
     ({"event_id": 7}, "event_id"),
+    ({"attempt": 0}, "attempt"),
+    ({"attempt": "5"}, "attempt"),                       # the normaliser converts, the schema does not
+    ({"attempt": 2.0}, "attempt"),
+    ({"attempt": True}, "attempt"),
 ])
 def test_invalid_events_name_the_field(patch, field):
     with pytest.raises(EventError) as info:
@@ -54,6 +58,28 @@ def test_not_an_object_and_bad_json():
     with pytest.raises(EventError) as info:
         parse_line(b"{not json")
     assert info.value.field == "event"
+
+
+def test_attempt_is_optional_and_sparse():
+    """attempt (delivery attempt number) validates when present; absent or null, the output
+    has no such key, so events of earlier versions validate to exactly what they did."""
+    assert "attempt" not in validate_event(GOOD)
+    assert "attempt" not in validate_event({**GOOD, "attempt": None})
+    assert validate_event({**GOOD, "attempt": 3})["attempt"] == 3
+    assert set(validate_event(GOOD)) == set(GOOD)
+
+
+def test_stable_event_id_ignores_an_unknown_attempt():
+    """Ids of events without attempt are those of the schema before the field existed."""
+    import hashlib
+    import json
+    fields = {k: v for k, v in GOOD.items() if k != "event_id"}
+    before = ("sending_domain", "ip_pool", "recipient_domain", "recipient_hash", "mailbox_provider",
+              "smtp_code", "reason", "message_id")
+    material = {k: fields.get(k) for k in ("provider", "type", "bounce_class", "timestamp", "campaign") + before}
+    old = "h:" + hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    assert stable_event_id(fields) == old == stable_event_id({**fields, "attempt": None})
+    assert stable_event_id({**fields, "attempt": 2}) != old
 
 
 def test_stable_event_id_is_deterministic():

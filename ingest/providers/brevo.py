@@ -20,6 +20,13 @@ TYPES = {"request": "accepted", "sent": "accepted", "delivered": "delivered", "h
          "opened": "opened", "unique_opened": "opened", "proxy_open": "opened",
          "unique_proxy_open": "opened", "click": "clicked", "unsubscribe": "unsubscribed",
          "unsubscribed": "unsubscribed"}
+#: Transactional webhook events (Transactional -> Settings -> Webhooks) -> canonical types.
+SUBSCRIPTIONS = {
+    "Sent": ("accepted",), "Delivered": ("delivered",), "Hard Bounced": ("bounced",),
+    "Soft Bounced": ("bounced",), "Invalid Email": ("bounced",), "Spam": ("complained",),
+    "Deferred": ("deferred",), "Blocked": ("dropped",), "Error": ("dropped",), "Opened": ("opened",),
+    "Clicked": ("clicked",), "Unsubscribed": ("unsubscribed",),
+}
 SKIPPED = {"list_addition", "contact_updated", "contact_deleted"}
 
 

@@ -62,24 +62,31 @@ class Context:
         domain_fields = ps.sending_domain_fields if ps is not None and ps.sending_domain_fields else ()
         self.sending_domain_paths = tuple(domain_fields)
         self.default_sending_domain = ps.sending_domain if ps is not None else None
+        pool_fields = ps.ip_pool_fields if ps is not None and ps.ip_pool_fields else ()
+        self.ip_pool_paths = tuple(pool_fields)
+        self.default_ip_pool = ps.ip_pool if ps is not None else None
 
     def event(self, *, raw_for_campaign: Any, recipient: Any, recipient_field: str, type: str,
               timestamp: float, provider_id: str | None = None, bounce_class: str | None = None,
               smtp_code: int | None = None, reason: Any = None, message_id: Any = None,
-              sending_domain: Any = None, ip_pool: Any = None, campaign: str | None = None) -> dict:
+              sending_domain: Any = None, ip_pool: Any = None, campaign: str | None = None,
+              attempt: Any = None) -> dict:
         domain, mailbox, digest = self.reducer.reduce_parts(recipient, recipient_field)
         fields = {  # FIELDS order
             "event_id": None, "provider": self.provider, "type": type,
             "bounce_class": bounce_class if type == "bounced" else None, "timestamp": timestamp,
             "campaign": campaign or self.campaign(raw_for_campaign),
             "sending_domain": self._sending_domain(raw_for_campaign, sending_domain),
-            "ip_pool": str(ip_pool)[:100] if ip_pool is not None and ip_pool != "" else None,
+            "ip_pool": self._ip_pool(raw_for_campaign, ip_pool),
             "recipient_domain": domain, "recipient_hash": digest, "mailbox_provider": mailbox,
             "smtp_code": smtp_code if isinstance(smtp_code, int) and 200 <= smtp_code <= 599 else None,
             "reason": redact(reason)[:500] if isinstance(reason, str) and reason.strip() else None,
             "message_id": (_scrub_exact(str(message_id), recipient)[:200]
                            if message_id is not None and message_id != "" else None),
         }
+        attempt = attempt_number(attempt)
+        if attempt is not None:  # sparse field (detector.event.SPARSE_FIELDS): absent when unknown
+            fields["attempt"] = attempt
         fields["event_id"] = f"{self.provider}:{provider_id}" if provider_id else stable_event_id(fields)
         if _trusted_event(fields):
             return fields
@@ -96,6 +103,49 @@ class Context:
             if found:
                 return found
         return _domain_of(native) or _domain_of(self.default_sending_domain)
+
+    def _ip_pool(self, raw: Any, native: Any) -> str | None:
+        """Configured paths first, then the provider's own field, then the configured constant."""
+        for path in self.ip_pool_paths:
+            found = _label_of(lookup(raw, path))
+            if found:
+                return found
+        return _label_of(native) or _label_of(self.default_ip_pool)
+
+
+def _label_of(value: Any) -> str | None:
+    """A pool name or IP from a field value: a string, a number, the first element of a
+    list (SES tags are lists) or the ``name`` of an object (SendGrid ``pool``)."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, (str, int)) and not isinstance(v, bool)
+                      and str(v).strip()), None)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()[:100]
+
+
+def attempt_number(value: Any) -> int | None:
+    """An ESP's delivery attempt number (SendGrid sends ``"5"``, Mailgun ``1``) as an int >= 1."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit():
+            return None
+        value = int(value)
+    elif isinstance(value, float):
+        if not value.is_integer():
+            return None
+        value = int(value)
+    elif not isinstance(value, int):
+        return None
+    return value if 1 <= value <= 1_000_000 else None
 
 
 _TYPES = frozenset(EVENT_TYPES)
@@ -139,6 +189,10 @@ def _trusted_event(f: dict) -> bool:
     for name in ("sending_domain", "ip_pool", "message_id"):
         value = f[name]
         if value is not None and type(value) is not str:
+            return False
+    if "attempt" in f:
+        attempt = f["attempt"]
+        if type(attempt) is not int or attempt < 1:
             return False
     f["bounce_class"] = bclass
     f["reason"] = reason

@@ -17,6 +17,14 @@ TYPES = {"sent": "accepted", "delivered": "delivered", "soft_bounced": "bounced"
          "spam_complaint": "complained", "unsubscribed": "unsubscribed", "opened": "opened",
          "clicked": "clicked"}
 
+#: Webhook events (Domains -> Webhooks) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "activity.sent": ("accepted",), "activity.delivered": ("delivered",),
+    "activity.hard_bounced": ("bounced",), "activity.soft_bounced": ("bounced",),
+    "activity.spam_complaint": ("complained",), "activity.opened": ("opened",),
+    "activity.clicked": ("clicked",), "activity.unsubscribed": ("unsubscribed",),
+}
+
 
 def _one(ctx: Context, raw: dict) -> list[dict]:
     kind = raw.get("type")

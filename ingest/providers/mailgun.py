@@ -18,6 +18,13 @@ OUTAGE_STATUS = 503  # anything but 200/406 is retried for 8 h; 406 = "do not re
 
 TYPES = {"accepted": "accepted", "delivered": "delivered", "opened": "opened", "clicked": "clicked",
          "unsubscribed": "unsubscribed", "complained": "complained", "rejected": "dropped"}
+#: Webhook kinds (Sending -> Webhooks) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "accepted": ("accepted",), "delivered": ("delivered",), "permanent_fail": ("bounced", "dropped"),
+    "complained": ("complained",), "temporary_fail": ("deferred",), "opened": ("opened",),
+    "clicked": ("clicked",), "unsubscribed": ("unsubscribed",),
+}
+_ATTEMPT_TYPES = ("delivered", "bounced", "deferred")
 SKIPPED = {"stored", "list_member_uploaded", "list_member_upload_error", "list_uploaded"}
 
 
@@ -71,12 +78,17 @@ def _one(ctx: Context, raw: dict) -> list[dict]:
     domain = raw.get("domain") if isinstance(raw.get("domain"), dict) else {}
     envelope = raw.get("envelope") if isinstance(raw.get("envelope"), dict) else {}
     eid = raw.get("id")
+    status = raw.get("delivery-status") if isinstance(raw.get("delivery-status"), dict) else {}
     return [ctx.event(
         raw_for_campaign=raw, recipient=raw.get("recipient"), recipient_field="event-data.recipient",
         type=etype, timestamp=to_unix_seconds(raw.get("timestamp"), "event-data.timestamp"),
         provider_id=eid if isinstance(eid, str) and eid else None, bounce_class=bclass,
         smtp_code=code, reason=reason, message_id=headers.get("message-id"),
         sending_domain=domain.get("name") or envelope.get("sender"),
+        # The sending IP is on every delivery attempt's outcome (delivered, failed, complained);
+        # Mailgun names no pool in its events.
+        ip_pool=envelope.get("sending-ip"),
+        attempt=status.get("attempt-no") if etype in _ATTEMPT_TYPES else None,
     )]
 
 

@@ -17,6 +17,12 @@ OUTAGE_STATUS = 503
 
 TYPES = {"sent": "delivered", "open": "opened", "click": "clicked", "bounce": "bounced",
          "blocked": "dropped", "spam": "complained", "unsub": "unsubscribed"}
+#: Event tracking (Account -> Event tracking) -> canonical types they post. Mailjet's "sent"
+#: is the receiving MTA's acceptance (delivered); Mailjet posts no send event.
+SUBSCRIPTIONS = {
+    "sent": ("delivered",), "bounce": ("bounced",), "spam": ("complained",), "blocked": ("dropped",),
+    "open": ("opened",), "click": ("clicked",), "unsub": ("unsubscribed",),
+}
 _BLOCK_WORDS = ("spam", "blacklist", "blocklist", "policy", "reputation")
 
 

@@ -22,6 +22,14 @@ OUTAGE_STATUS = 503
 TYPES = {"send": "accepted", "deferral": "deferred", "hard_bounce": "bounced", "soft_bounce": "bounced",
          "delivered": "delivered", "open": "opened", "click": "clicked", "spam": "complained",
          "unsub": "unsubscribed", "reject": "dropped"}
+#: Webhook triggers (Settings -> Webhooks) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "Message Is Sent (send)": ("accepted",), "Message Is Delivered (delivered)": ("delivered",),
+    "Message Is Bounced (hard_bounce)": ("bounced",), "Message Is Soft-Bounced (soft_bounce)": ("bounced",),
+    "Message Is Marked As Spam (spam)": ("complained",), "Message Is Delayed (deferral)": ("deferred",),
+    "Message Is Rejected (reject)": ("dropped",), "Message Is Opened (open)": ("opened",),
+    "Message Is Clicked (click)": ("clicked",), "Message Recipient Unsubscribes (unsub)": ("unsubscribed",),
+}
 SKIPPED = {"inbound", "whitelist", "blacklist", "sync"}
 _DESCRIPTION = {"spam_related": "block", "policy_related": "block", "mailbox_full": "soft",
                 "bad_mailbox": "hard", "invalid_domain": "hard", "no_mx": "hard"}

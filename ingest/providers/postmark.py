@@ -23,6 +23,11 @@ UNDETERMINED = {2048}
 BLOCK = {100006, 100009, 512, 8192}
 DROPPED = {100001, 100002, 100003, 100007, 100010}
 SKIP = {16, 32, 64, 128, 1024, 100008}
+#: Webhooks (Server -> Stream -> Webhooks) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "Delivery": ("delivered",), "Bounce": ("bounced", "dropped"), "Spam Complaint": ("complained",),
+    "Open": ("opened",), "Click": ("clicked",), "Subscription Change": ("unsubscribed",),
+}
 _TIME_FIELD = {"Bounce": "BouncedAt", "SpamComplaint": "BouncedAt", "Delivery": "DeliveredAt",
                "Open": "ReceivedAt", "Click": "ReceivedAt", "SubscriptionChange": "ChangedAt"}
 
@@ -74,7 +79,9 @@ def _one(ctx: Context, raw: dict) -> list[dict]:
         raw_for_campaign=raw, recipient=raw.get(recipient_field), recipient_field=recipient_field,
         type=etype, timestamp=ts, provider_id=f"{rt}:{ident}:{ts}" if ident is not None else None,
         bounce_class=bclass, smtp_code=code, reason=details if etype != "delivered" else None,
-        message_id=raw.get("MessageID"), sending_domain=raw.get("From"),
+        # No default sending_domain: ``From`` is on Bounce and SpamComplaint, not on Delivery,
+        # which would split one domain into a deliveries scope and a bounces-only scope.
+        message_id=raw.get("MessageID"),
     )]
 
 

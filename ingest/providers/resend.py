@@ -20,6 +20,13 @@ TYPES = {"email.sent": "accepted", "email.delivered": "delivered", "email.delive
          "email.bounced": "bounced", "email.complained": "complained", "email.opened": "opened",
          "email.clicked": "clicked", "email.failed": "dropped"}
 
+#: Webhook events (Webhooks -> Add endpoint) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "email.sent": ("accepted",), "email.delivered": ("delivered",), "email.bounced": ("bounced", "dropped"),
+    "email.complained": ("complained",), "email.delivery_delayed": ("deferred",),
+    "email.failed": ("dropped",), "email.opened": ("opened",), "email.clicked": ("clicked",),
+}
+
 
 def _one(ctx: Context, raw: dict) -> list[dict]:
     kind = raw.get("type")

@@ -22,6 +22,14 @@ TYPES = {
     "spamreport": "complained", "unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed",
 }
 SKIPPED = {"group_resubscribe"}
+_ATTEMPT_TYPES = ("delivered", "bounced", "deferred")
+#: Event Webhook settings (Mail Settings -> Event Webhook) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "Processed": ("accepted",), "Delivered": ("delivered",), "Bounced (bounce, blocked)": ("bounced",),
+    "Spam Reports": ("complained",), "Deferred": ("deferred",), "Dropped": ("dropped",),
+    "Opened": ("opened",), "Clicked": ("clicked",), "Unsubscribed": ("unsubscribed",),
+    "Group Unsubscribes": ("unsubscribed",),
+}
 _CLASSIFICATION = {
     "invalid address": "hard", "invalid": "hard", "mailbox unavailable": "hard",
     "reputation": "block", "content": "block", "frequency or volume too high": "block",
@@ -57,7 +65,6 @@ def _one(ctx: Context, raw: dict) -> list[dict]:
         bclass, code = _bounce_class(raw, smtp_text)
     elif etype in ("delivered", "deferred", "dropped"):
         code = parse_smtp(smtp_text)[0]
-    pool = raw.get("pool")
     sg_id = raw.get("sg_event_id")
     return [ctx.event(
         raw_for_campaign=raw, recipient=raw.get("email"), recipient_field="email", type=etype,
@@ -65,7 +72,9 @@ def _one(ctx: Context, raw: dict) -> list[dict]:
         provider_id=sg_id if isinstance(sg_id, str) and sg_id else None,
         bounce_class=bclass, smtp_code=code, reason=smtp_text,
         message_id=raw.get("sg_message_id"),
-        ip_pool=pool.get("name") if isinstance(pool, dict) else None,
+        # No default ip_pool: ``pool`` is on processed events only, so it would put a pool's
+        # sends in one scope and its outcomes in another (configure ip_pool_fields instead).
+        attempt=raw.get("attempt") if etype in _ATTEMPT_TYPES else None,
     )]
 
 

@@ -22,6 +22,13 @@ CONTENT_TYPES = ("text/plain", "application/json")
 DEFAULT_CAMPAIGN_FIELDS = ("mail.tags.campaign", "mail.tags.ses:configuration-set")
 OUTAGE_STATUS = 503  # SNS retries only 5xx/timeouts; any 4xx counts as delivered
 
+#: Configuration set event destination types (SNS) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "Sends": ("accepted",), "Deliveries": ("delivered",), "Hard bounces": ("bounced", "dropped"),
+    "Complaints": ("complained",), "Delivery delays": ("deferred",), "Rejects": ("dropped",),
+    "Rendering failures": ("dropped",), "Opens": ("opened",), "Clicks": ("clicked",),
+    "Subscriptions": ("unsubscribed",),
+}
 SNS_TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
 _DROPPED_SUBTYPES = {"Suppressed", "OnAccountSuppressionList"}
 _BLOCK_SUBTYPES = {"ContentRejected", "AttachmentRejected"}
@@ -63,7 +70,12 @@ def _events(ctx: Context, ev: dict, sns_id: str | None) -> list[dict]:
     mail = ev.get("mail")
     if not isinstance(mail, dict):
         raise PayloadError("mail: missing")
-    sending_domain = lookup(mail, "tags.ses:from-domain.0") or mail.get("source")
+    # mail.source is on every event type (publishing and notifications); the ses:from-domain
+    # tag is not on DeliveryDelay, so preferring it would split a domain by event type.
+    sending_domain = mail.get("source")
+    # The configuration set (every event-publishing event carries it) is the pool identity:
+    # SES assigns a dedicated IP pool per configuration set. ses:outgoing-ip is on Delivery only.
+    ip_pool = lookup(mail, "tags.ses:configuration-set")
     base_id = sns_id or mail.get("messageId")
     rows: list[tuple[dict, str, str | None, int | None, str | None, float]] = []
 
@@ -138,6 +150,7 @@ def _events(ctx: Context, ev: dict, sns_id: str | None) -> list[dict]:
             type=etype, timestamp=ts, provider_id=f"{base_id}:{kind}:{i}" if base_id else None,
             bounce_class=bclass, smtp_code=code, reason=reason, message_id=mail.get("messageId"),
             sending_domain=sending_domain if isinstance(sending_domain, str) else None,
+            ip_pool=ip_pool,
         ))
     return out
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ..smtp import classify_text
 from ..timeparse import to_unix_seconds
-from .common import (Context, ParseResult, PayloadError, Skip, as_list, check_content_type, load_json,
-                     run_each, strict)
+from .common import (Context, ParseResult, PayloadError, Skip, as_list, attempt_number, check_content_type,
+                     load_json, run_each, strict)
 
 NAME = "sparkpost"
 CONTENT_TYPES = ("application/json",)
@@ -24,10 +24,26 @@ TYPES = {
     "click": "clicked", "amp_click": "clicked",
     "list_unsubscribe": "unsubscribed", "link_unsubscribe": "unsubscribed",
 }
+#: Webhook events (Configuration -> Webhooks) -> canonical types they post.
+SUBSCRIPTIONS = {
+    "Injection": ("accepted",), "Delivery": ("delivered",), "Bounce": ("bounced", "dropped"),
+    "Out of Band": ("bounced",), "Spam Complaint": ("complained",), "Delay": ("deferred",),
+    "Policy Rejection": ("dropped",), "Generation Failure": ("dropped",),
+    "Generation Rejection": ("dropped",), "Open": ("opened",), "Initial Open": ("opened",),
+    "Click": ("clicked",), "List Unsubscribe": ("unsubscribed",), "Link Unsubscribe": ("unsubscribed",),
+}
 SKIPPED_CLASSES = {"relay_event", "ab_test_event"}
 SKIPPED_TYPES = {"sms_status", "amp_initial_open_old"}
 HARD, BLOCK, UNDETERMINED, ADMIN = {10, 30, 90}, {50, 51, 52, 53, 54}, {1}, {25, 80}
 SOFT = {20, 21, 22, 23, 24, 40, 60, 70, 100}
+
+
+def _attempt(raw: dict) -> int | None:
+    """``num_retries`` counts the failed attempts before this one."""
+    retries = attempt_number(raw.get("num_retries"))
+    if raw.get("num_retries") in (0, "0"):
+        return 1
+    return retries + 1 if retries is not None else None
 
 
 def _bounce(raw: dict) -> tuple[str, str | None, int | None]:
@@ -77,8 +93,12 @@ def _one(ctx: Context, item: dict) -> list[dict]:
         timestamp=to_unix_seconds(raw.get("timestamp"), f"msys.{klass}.timestamp"),
         provider_id=str(eid) if eid not in (None, "") else None, bounce_class=bclass, smtp_code=code,
         reason=raw.get("reason") if etype in ("bounced", "deferred", "dropped") else None,
+        # Every message event names the pool and both senders. friendly_from is the From header
+        # (the domain mailbox providers judge); msg_from is the envelope sender, often
+        # SparkPost's own bounce domain.
         message_id=raw.get("message_id"), ip_pool=raw.get("ip_pool"),
-        sending_domain=raw.get("msg_from") or raw.get("friendly_from"),
+        sending_domain=raw.get("friendly_from") or raw.get("msg_from"),
+        attempt=_attempt(raw) if etype in ("delivered", "bounced", "deferred") else None,
     )]
 
 

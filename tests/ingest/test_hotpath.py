@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.event import FIELDS, EventError, make_event
+from detector.event import FIELDS, SPARSE_FIELDS, EventError, make_event
 from ingest import fastjson
 from ingest.dedup import ExpiringSet
 from ingest.errors import PayloadError
 from ingest.privacy import RecipientReducer, redact
 from ingest.producer import encode_event_messages
-from ingest.providers.common import Context, _domain_of, _scrub_exact
+from ingest.providers.common import Context, _domain_of, _label_of, _scrub_exact, attempt_number
 from streams.codec import decode_events
 
 from .helpers import make_config
@@ -78,9 +78,10 @@ texts = st.one_of(st.none(), st.text(max_size=12), st.sampled_from(
        ts=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 2**40)),
        campaign=st.one_of(st.none(), st.text(max_size=5)), reason=texts, message_id=texts,
        ip_pool=texts, sending_domain=texts, smtp=st.one_of(st.none(), st.integers(0, 700)),
-       provider_id=st.one_of(st.none(), st.text(min_size=1, max_size=6)))
+       provider_id=st.one_of(st.none(), st.text(min_size=1, max_size=6)),
+       attempt=st.one_of(st.none(), st.integers(-2, 10), st.sampled_from(["5", " 2", "x", "0", 3.0, 2.5, True])))
 def test_trusted_event_build_equals_the_schema(etype, bclass, ts, campaign, reason, message_id, ip_pool,
-                                               sending_domain, smtp, provider_id):
+                                               sending_domain, smtp, provider_id, attempt):
     """Context.event skips validate_event when it can prove the result; compare with the
     slow path (build the same fields, then make_event) on arbitrary field values."""
     cfg = make_config()
@@ -88,7 +89,8 @@ def test_trusted_event_build_equals_the_schema(etype, bclass, ts, campaign, reas
     ctx = Context("sendgrid", cfg, ("category",))
     kwargs = dict(raw_for_campaign={}, recipient="Jane@Gmail.com", recipient_field="email", type=etype,
                   timestamp=ts, provider_id=provider_id, bounce_class=bclass, smtp_code=smtp, reason=reason,
-                  message_id=message_id, sending_domain=sending_domain, ip_pool=ip_pool)
+                  message_id=message_id, sending_domain=sending_domain, ip_pool=ip_pool,
+                  attempt=attempt)
     try:
         fast = ctx.event(**kwargs)
     except PayloadError as exc:
@@ -99,15 +101,18 @@ def test_trusted_event_build_equals_the_schema(etype, bclass, ts, campaign, reas
         campaign=ctx.campaign({}), smtp_code=smtp if isinstance(smtp, int) and 200 <= smtp <= 599 else None,
         reason=(redact(reason)[:500] if isinstance(reason, str) and reason.strip() else None),
         message_id=(_scrub_exact(message_id, "Jane@Gmail.com")[:200] if message_id not in (None, "") else None),
-        sending_domain=ctx_domain(sending_domain), ip_pool=(ip_pool[:100] if ip_pool not in (None, "") else None),
+        sending_domain=ctx_domain(sending_domain), ip_pool=_label_of(ip_pool),
         event_id=f"sendgrid:{provider_id}" if provider_id else None)
+    if attempt_number(attempt) is not None:
+        slow_fields["attempt"] = attempt_number(attempt)
     try:
         slow = make_event(**slow_fields)
     except EventError as exc:
         slow = ("error", str(exc))
     assert fast == slow
     if isinstance(fast, dict):
-        assert tuple(fast) == FIELDS or set(fast) == set(FIELDS)
+        sparse = {f for f in SPARSE_FIELDS if f not in fast}
+        assert set(fast) == set(FIELDS) - sparse
         assert type(fast["timestamp"]) is float and math.isfinite(fast["timestamp"])
 
 
