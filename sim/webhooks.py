@@ -51,9 +51,9 @@ ENDPOINT = {"sendgrid": "sendgrid", "mailgun": "mailgun", "postmark": "postmark"
 BATCHING = {"sendgrid", "sparkpost", "ses"}
 #: Canonical fields each format cannot carry (what ingest will not recover).
 NOT_CARRIED: dict[str, tuple[str, ...]] = {
-    "sendgrid": ("sending_domain", "timestamp sub-second"),
+    "sendgrid": ("sending_domain", "ip_pool (SendGrid names the pool on processed only)", "timestamp sub-second"),
     "mailgun": ("ip_pool", "soft bounce class (a permanent failure is parsed as hard)"),
-    "postmark": ("accepted", "deferred", "dropped", "ip_pool", "sending_domain except on Bounce/SpamComplaint"),
+    "postmark": ("accepted", "deferred", "dropped", "ip_pool", "sending_domain (From is on Bounce/SpamComplaint only)"),
     "sparkpost": ("smtp_code of deliveries", "timestamp sub-second"),
     "ses": (),
 }
@@ -179,7 +179,7 @@ def sendgrid_event(ev: dict, address: str) -> dict:
         out["response"] = f"{ev['smtp_code'] or 250} OK"
     elif kind == "deferred":
         out["response"] = ev["reason"] or "400 try again later"
-        out["attempt"] = "1"
+        out["attempt"] = str(ev.get("attempt") or 1)
     elif kind == "bounced":
         out["type"], out["bounce_classification"] = _SG_BOUNCE[ev["bounce_class"]]
         out["reason"] = ev["reason"] or ""
@@ -215,11 +215,11 @@ def mailgun_event(ev: dict, address: str) -> dict:
     if ev.get("sending_domain"):
         data["domain"] = {"name": ev["sending_domain"]}
     code, reason = ev.get("smtp_code"), ev.get("reason")
-    status = {"code": code, "message": reason, "description": None, "attempt-no": 1,
+    status = {"code": code, "message": reason, "description": None, "attempt-no": ev.get("attempt") or 1,
               "enhanced-code": _enhanced(reason)}
     if kind == "delivered":
-        data["delivery-status"] = {"code": code or 250, "message": "OK", "description": None, "attempt-no": 1,
-                                   "tls": True}
+        data["delivery-status"] = {"code": code or 250, "message": "OK", "description": None,
+                                   "attempt-no": ev.get("attempt") or 1, "tls": True}
     elif kind == "deferred":
         data.update({"severity": "temporary", "reason": "generic", "log-level": "warn",
                      "delivery-status": dict(status, **{"retry-seconds": 600})})
@@ -294,6 +294,8 @@ def sparkpost_event(ev: dict, address: str) -> dict:
            "rcpt_meta": {}, "rcpt_tags": [], "subject": "Demo message", "routing_domain": ev["recipient_domain"]}
     if ev.get("ip_pool"):
         raw["ip_pool"] = ev["ip_pool"]
+    if ev.get("attempt") and ev["type"] in ("delivered", "bounced", "deferred"):
+        raw["num_retries"] = str(ev["attempt"] - 1)
     if ev["type"] in ("bounced", "deferred", "dropped"):
         if ev.get("smtp_code"):
             raw["error_code"] = str(ev["smtp_code"])
@@ -303,7 +305,7 @@ def sparkpost_event(ev: dict, address: str) -> dict:
     elif ev["type"] == "dropped":
         raw["bounce_class"] = "25"
     elif ev["type"] == "deferred":
-        raw["num_retries"] = "1"
+        raw.setdefault("num_retries", "1")
     elif ev["type"] == "complained":
         raw["fbtype"] = "abuse"
     elif ev["type"] == "clicked":

@@ -84,8 +84,16 @@ def expected_after_roundtrip(esp: str, ev: dict) -> dict:
     out = dict(ev)
     out["provider"] = esp
     out["event_id"] = ev["event_id"] if esp == "ses" else f"{esp}:{ev['event_id']}"
+    out.pop("attempt", None)
+    numbered = {"sendgrid": ("deferred",), "mailgun": ("delivered", "deferred", "bounced"),
+                "sparkpost": ("delivered", "bounced", "deferred")}
+    if ev["type"] in numbered.get(esp, ()) and (esp != "sparkpost" or ev.get("attempt")):
+        out["attempt"] = ev.get("attempt") or 1          # the ESP numbers its delivery attempts
+    elif esp == "sparkpost" and ev["type"] == "deferred":
+        out["attempt"] = 2                               # a delay event without a number: num_retries 1
     if esp == "sendgrid":
         out["sending_domain"] = None                     # not in SendGrid's event payload
+        out["ip_pool"] = None                            # SendGrid names the pool on processed only
         out["timestamp"] = float(int(ev["timestamp"]))   # integer seconds
         if ev["type"] == "delivered":
             out["reason"] = f"{ev['smtp_code']} OK"      # SendGrid's "response"
@@ -97,8 +105,7 @@ def expected_after_roundtrip(esp: str, ev: dict) -> dict:
         out["ip_pool"] = None
     elif esp == "postmark":
         out["ip_pool"] = None
-        if ev["type"] not in ("bounced", "complained"):
-            out["sending_domain"] = None                 # only Bounce/SpamComplaint records have From
+        out["sending_domain"] = None                     # From is on Bounce/SpamComplaint only: not used
         if ev["type"] in ("opened", "clicked", "complained", "unsubscribed"):
             out["smtp_code"] = None
         out.pop("event_id")                              # Postmark ids: RecordType:ID:time
