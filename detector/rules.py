@@ -101,6 +101,9 @@ class RuleError(ValueError):
         super().__init__("\n".join(errors))
         self.errors = errors
 
+    def __reduce__(self):  # survive pickling (process pools) as a list, not a string split into letters
+        return (RuleError, (self.errors,))
+
 
 def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
