@@ -48,6 +48,19 @@ def new_state() -> dict:
             "firing": False, "alert_id": None, "fired_at": None, "quiet": 0}
 
 
+def relearn(st: dict) -> None:
+    """After an incident resolves, learn the baseline again.
+
+    The list, the content or the provider's view of the sender may have changed for good (a
+    campaign now mailing an older segment bounces at 1.2% instead of 0.5%); a baseline frozen
+    before the incident would page again and again on the new normal. Warm-up starts over,
+    charted against ``baseline_cap`` meanwhile (:func:`provisional_chart`), so an incident
+    that comes back during it is still caught.
+    """
+    st.clear()
+    st.update(new_state())
+
+
 def _round_sig(p: float, digits: int = 2) -> float:
     """Round a baseline so calibrations are shared between similar scopes (cache hits)."""
     if p <= 0:

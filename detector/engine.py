@@ -339,6 +339,8 @@ class Engine:
             return None
         alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
         rst.update(firing=False, quiet=0, alert_id=None, fired_at=None, fired_window=None)
+        if rule.test == "cusum":
+            detectors.relearn(rst)
         return alert
 
     def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float, by: str = "no traffic") -> dict:

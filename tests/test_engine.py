@@ -285,3 +285,23 @@ def test_a_window_whose_evaluation_raises_can_be_skipped_and_nothing_before_it_i
     assert engine.closed_until == bad + 300 and repr(bad) not in engine.states["corrupt"]["windows"]
     got = engine.advance(engine.meta["newest"]) + engine.process(events[cut2:]) + engine.flush()
     assert got == expected
+
+
+def test_a_cusum_baseline_is_learned_again_after_its_incident_resolves():
+    """A stale segment pages once; the campaign then settles at a new, slightly higher normal
+    (0.8% hard bounces, under the chart's reference): a baseline frozen before the incident
+    would page on it again and again, one learned again after the resolve does not."""
+    from detector.rules import default_rules_path, load_rules
+
+    before = stream(seed=41, start=T0, hours=6, rate_per_s=3, hard=0.004,
+                    incident={"campaign": "spring", "provider": None, "start": T0 + 3 * 3600,
+                              "end": T0 + 3.5 * 3600, "hard": 0.08})
+    after = stream(seed=42, start=T0 + 6 * 3600, hours=24, rate_per_s=3, hard=0.008)
+    events = [validate_event(e) for e in list(before) + list(after)]
+    for i, e in enumerate(events):
+        e["event_id"] = f"x{i}"
+    alerts = list(replay(events, load_rules(default_rules_path())))
+    firing = [a for a in alerts if a["status"] == "firing" and a["rule"] == "hard_bounce_spike"]
+    assert firing, "the stale segment did not page"
+    assert all(T0 + 3 * 3600 <= a["detected_at"] < T0 + 4 * 3600 for a in firing), \
+        [(a["scope"], (a["detected_at"] - T0) / 3600) for a in firing]
