@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from . import cusum, exposure, flow, policy, volume, window_test
+from . import cusum, drift, exposure, flow, policy, volume, window_test
 from .counts import COUNTERS
 from .rates import METRICS
 from .rules import Rule
@@ -331,6 +331,24 @@ def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int
     return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and rate < rule.rate), statistic=lower,
                    baseline=None, threshold=rule.rate,
                    extra={"lower_bound": lower, "exposure": round(e, 1), "lag_median_s": rule.lag_median})
+
+
+def eval_drift(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float) -> Finding | None:
+    """Once a UTC day: the day's rate against the trailing ``baseline_days`` (:mod:`detector.drift`)."""
+    drift.add(st, x, n)
+    if not drift.day_ends(w, window):
+        return None
+    judged = drift.judge(st, rule.baseline_days, rule.min_volume)
+    if judged is None:
+        drift.keep(st, rule.baseline_days, fired=False)
+        return None
+    dx, dn, p0, rho, p = judged
+    fire = p < rule.alpha and dx / dn >= rule.min_effect * p0
+    drift.keep(st, rule.baseline_days, fired=fire)
+    day_start = math.floor(w / drift.DAY) * drift.DAY
+    return Finding(rule, sid, w, dx, dn, fire=fire, calm=not fire, p_value=p, baseline=p0, threshold=rule.alpha,
+                   extra={"rho": rho, "min_effect": rule.min_effect, "day_start": day_start,
+                          "baseline_days": len(st.get("days", ()))})
 
 
 def _volume_expected(rule: Rule, st: dict, w: float) -> float:

@@ -255,7 +255,7 @@ class Engine:
                     x, n = metric.pair(counts)[0], sent
                 else:
                     x, n = metric.pair(counts)
-                if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows
+                if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows and rule.test != "drift"
                         and start >= rst.get("fired_window", start)):
                     rst["idle"] = 0 if n or _span_holds_evidence(rule, rst) else rst.get("idle", 0) + 1
                     if rst["idle"] >= rule.resolve_idle_windows:
@@ -263,6 +263,8 @@ class Engine:
                         continue
                 if rule.test in ("surge", "silence"):
                     finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
+                elif rule.test == "drift":
+                    finding = detectors.eval_drift(rule, rst, sid, start, x, n, self.window)
                 elif rule.test == "cusum":
                     finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent)
                 else:

@@ -19,8 +19,8 @@ from .rates import METRICS
 
 CATEGORIES = ("technical", "compliance", "performance", "complaints", "security")
 SEVERITIES = ("critical", "warning", "info")
-TESTS = ("cusum", "binomial", "betabinomial", "policy", "surge", "silence")
-RATE_TESTS = ("cusum", "binomial", "betabinomial", "policy")
+TESTS = ("cusum", "binomial", "betabinomial", "policy", "drift", "surge", "silence")
+RATE_TESTS = ("cusum", "binomial", "betabinomial", "policy", "drift")
 VOLUME_TESTS = ("surge", "silence")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
@@ -63,6 +63,8 @@ class Rule:
     rate: float = 0.0
     alpha: float = 0.05
     method: str = "clopper-pearson"
+    # drift
+    baseline_days: int = 28
     lag_median: float = 0.0          # seconds; > 0 judges the span against its delayed-feedback exposure
     lag_sigma: float = 1.5
     # volume
@@ -155,8 +157,9 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
     "q": ("prob", ("binomial", "betabinomial")),
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
-    "min_effect": ("ratio", ("binomial", "betabinomial")),
-    "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "surge", "silence")),
+    "min_effect": ("ratio", ("binomial", "betabinomial", "drift")),
+    "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "drift", "surge", "silence")),
+    "baseline_days": ("count", ("drift",)),
     "method": ("method", ("policy",)), "lag": ("lag", ("policy",)),
     "factor": ("ratio", ("surge",)), "seasonal": ("bool", ("surge", "silence")),
     "min_expected": ("nonneg", ("surge", "silence")), "ewma": ("prob", ("surge", "silence")),
