@@ -386,6 +386,7 @@ _ALERT_KEYS = ("alert_id", "rule", "status", "scope", "metric", "test", "detecte
 def _trim(alert: Mapping) -> dict:
     out = {k: alert.get(k) for k in _ALERT_KEYS}
     out["p1"] = (alert.get("evidence") or {}).get("p1")
+    out["arl0"] = (alert.get("evidence") or {}).get("arl0")
     return out
 
 
@@ -409,13 +410,14 @@ def cusum_numbers(rule, label: Mapping, alert: Mapping | None) -> dict:
     out: dict = {"p0": p0, "p1": p1, "p0_true": p0_true}
     if p1 is None or not 0 < p0 < p1 < 1:
         return out
-    out["bound_rule"] = cusum.delay_bound(p0, p1, rule.arl0)
+    arl0 = float(alert["arl0"]) if alert is not None and alert.get("arl0") else rule.arl0
+    out["bound_rule"] = cusum.delay_bound(p0, p1, arl0)
     if p0_true is not None and 0 < float(p0_true) < p1:
-        out["bound"] = cusum.delay_bound(float(p0_true), p1, rule.arl0)
+        out["bound"] = cusum.delay_bound(float(p0_true), p1, arl0)
     else:
         out["bound"] = out["bound_rule"]
     chart_p1 = alert.get("p1") if alert is not None and alert.get("p1") else min(p0 * rule.shift, 0.99)
-    h = alert["threshold"] if alert is not None and alert.get("threshold") else cusum.calibrate_h(p0, chart_p1, rule.arl0)
+    h = alert["threshold"] if alert is not None and alert.get("threshold") else cusum.calibrate_h(p0, chart_p1, arl0)
     try:
         out["chart_arl1"] = cusum.arl(p1, p0, chart_p1, h)
     except ValueError:

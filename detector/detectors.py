@@ -119,26 +119,43 @@ def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") ->
     return x, n
 
 
-def _arm_cusum(rule: Rule, st: dict) -> None:
-    """Freeze the warm-up baseline and calibrate the chart's threshold to ``arl0``."""
+def chart_arl0(rule: Rule, trials_per_day: float | None) -> float:
+    """The in-control run length (messages) a chart is calibrated to.
+
+    With ``false_alarms_per_scope_day`` the budget is per scope and day, whatever the scope's
+    traffic: ARL0 = its daily trials / the budget, so a scope of 300 messages a day and one of
+    3 million are both expected to page falsely once per 1/budget days (a fixed ARL0 in
+    messages pages a busy scope ten thousand times as often as a sparse one). Rounded to a
+    quarter decade, so calibrations are shared. Without it, ``arl0``.
+    """
+    if not rule.fa_per_scope_day or not trials_per_day or trials_per_day <= 0:
+        return rule.arl0
+    arl0 = max(trials_per_day / rule.fa_per_scope_day, 1e4)
+    return float(10 ** (round(4 * math.log10(arl0)) / 4))
+
+
+def _arm_cusum(rule: Rule, st: dict, trials_per_day: float | None = None) -> None:
+    """Freeze the warm-up baseline and calibrate the chart's threshold to its ARL0."""
     p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
     p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
     if not p0 < p1 < 1:
         p1 = min(p0 * rule.shift, 0.99)
-    st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, rule.arl0), s=0.0, run_x=0, run_n=0,
-              hist=[])
+    arl0 = chart_arl0(rule, trials_per_day)
+    st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, arl0), arl0=arl0, s=0.0, run_x=0,
+              run_n=0, hist=[])
 
 
 def _chart_finding(rule: Rule, chart: dict, sid: str, w: float, x: int, n: int, *, fire: bool, calm: bool,
                    statistic: float, incident_events: int, detected_at: float | None = None) -> Finding:
-    extra = {"p1": chart["p1"], "incident_events": incident_events}
+    extra = {"p1": chart["p1"], "arl0": chart.get("arl0", rule.arl0), "incident_events": incident_events}
     if detected_at is not None:
         extra["sequential"] = True
     return Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=statistic, baseline=chart["p0"],
                    threshold=chart["h"], detected_at=detected_at, extra=extra)
 
 
-def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends: int) -> Finding | None:
+def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends: int,
+                window: float = 300.0) -> Finding | None:
     """Window close of a CUSUM rule: warm up, or judge whether the window was calm.
 
     The chart itself moves message by message as deltas arrive (:func:`cusum_sequence`);
@@ -148,9 +165,11 @@ def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends:
     """
     chart = st
     if st["phase"] == "warmup":
+        st.setdefault("w0", w)
         pooled = pool(rule, st, x, n, sends)
         if pooled is not None and _warm(rule, st, *pooled):
-            _arm_cusum(rule, st)
+            elapsed = w + window - st["w0"]
+            _arm_cusum(rule, st, st["wn"] * 86400.0 / elapsed if elapsed > 0 else None)
         if not st["firing"] or "pre" not in st:
             return None
         chart = st["pre"]  # an alarm of the provisional chart resolves against its own reference

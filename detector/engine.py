@@ -266,7 +266,7 @@ class Engine:
                 elif rule.test == "drift":
                     finding = detectors.eval_drift(rule, rst, sid, start, x, n, self.window)
                 elif rule.test == "cusum":
-                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent)
+                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, self.window)
                 else:
                     pooled = (x, n) if rule.test == "policy" else \
                         detectors.pool(rule, rst, x, n, sent)

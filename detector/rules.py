@@ -53,6 +53,7 @@ class Rule:
     shift: float = 2.5
     p1: float | None = None
     arl0: float = 1e7
+    fa_per_scope_day: float | None = None   # false-alarm budget per scope and day; ARL0 follows per scope
     baseline_floor: float = 1e-4
     baseline_cap: float | None = None
     # window tests
@@ -153,6 +154,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "min_sends": ("count", ("cusum", "binomial", "betabinomial")), "warmup": ("warmup", None),
     "resolve": ("resolve", None), "enabled": ("bool", None),
     "shift": ("shift", ("cusum",)), "p1": ("prob", ("cusum",)), "arl0": ("arl0", ("cusum",)),
+    "false_alarms_per_scope_day": ("prob", ("cusum",)),
     "baseline_floor": ("prob", ("cusum", "binomial", "betabinomial")),
     "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
     "q": ("prob", ("binomial", "betabinomial")),
@@ -332,7 +334,7 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         return None
     if values.pop("enabled", True) is False:
         return None
-    for src, dst in (("span", "span_windows"),):
+    for src, dst in (("span", "span_windows"), ("false_alarms_per_scope_day", "fa_per_scope_day")):
         if src in values:
             values[dst] = values.pop(src)
     values["scope"] = tuple(values["scope"])

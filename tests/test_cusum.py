@@ -280,3 +280,17 @@ def test_golden_alarm_index_on_seeded_stream():
     det = BernoulliCusum(0.02, 0.05, arl0=1e7)
     alarm_at = next(i for i, x in enumerate(stream) if det.update(int(x)))
     assert alarm_at == 20525  # golden: 525 messages after the change (exact zero-state ARL1 = 660)
+
+
+def test_a_false_alarm_budget_per_scope_day_scales_arl0_with_the_scope_traffic():
+    from detector.detectors import chart_arl0
+    from detector.rules import Rule
+
+    rule = Rule(name="r", test="cusum", metric="block_rate", scope=("sending_domain",), category="technical",
+                severity="critical", fa_per_scope_day=1e-3, arl0=1e7)
+    sparse, busy = chart_arl0(rule, 300.0), chart_arl0(rule, 3_000_000.0)
+    assert sparse == pytest.approx(10 ** 5.5) and busy == pytest.approx(10 ** 9.5)  # quarter decades
+    assert 0.5 < (300.0 / sparse) / 1e-3 < 2 and 0.5 < (3e6 / busy) / 1e-3 < 2   # both ~1e-3 a day
+    assert chart_arl0(rule, 1.0) == 1e4                                            # a floor
+    assert chart_arl0(Rule(name="r", test="cusum", metric="block_rate", scope=("sending_domain",),
+                           category="technical", severity="critical", arl0=1e7), 300.0) == 1e7
