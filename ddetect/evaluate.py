@@ -96,7 +96,7 @@ GOAL_FA_PER_1000 = 1.0
 
 #: Alert metrics that count as detecting a label of the key's metric (besides the rule hint).
 METRIC_FAMILY: dict[str, frozenset[str]] = {
-    "block_rate": frozenset({"block_rate", "bounce_rate", "deferral_rate"}),
+    "block_rate": frozenset({"block_rate", "bounce_rate", "deferral_rate", "throttle_rate"}),
     "hard_bounce_rate": frozenset({"hard_bounce_rate", "bounce_rate"}),
     "complaint_rate": frozenset({"complaint_rate"}),
     "volume": frozenset({"volume", "delivery_volume"}),
