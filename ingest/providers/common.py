@@ -97,20 +97,10 @@ class Context:
 
 
     def _sending_domain(self, raw: Any, native: Any) -> str | None:
-        """Configured paths first, then the provider's own field, then the configured constant."""
-        for path in self.sending_domain_paths:
-            found = _domain_of(lookup(raw, path))
-            if found:
-                return found
-        return _domain_of(native) or _domain_of(self.default_sending_domain)
+        return _configured(raw, self.sending_domain_paths, native, self.default_sending_domain, _domain_of)
 
     def _ip_pool(self, raw: Any, native: Any) -> str | None:
-        """Configured paths first, then the provider's own field, then the configured constant."""
-        for path in self.ip_pool_paths:
-            found = _label_of(lookup(raw, path))
-            if found:
-                return found
-        return _label_of(native) or _label_of(self.default_ip_pool)
+        return _configured(raw, self.ip_pool_paths, native, self.default_ip_pool, _label_of)
 
 
 def _label_of(value: Any) -> str | None:
@@ -273,3 +263,12 @@ def strict(result: ParseResult) -> list[dict]:
     """The strict ``parse`` contract: any rejected event raises."""
     result.raise_first()
     return result.events
+
+
+def _configured(raw: Any, paths, native: Any, default: Any, clean) -> str | None:
+    """Configured paths first, then the provider's own field, then the configured constant."""
+    for path in paths:
+        found = clean(lookup(raw, path))
+        if found:
+            return found
+    return clean(native) or clean(default)
