@@ -20,7 +20,7 @@ from .smtp_codes import is_throttle
 #: sends and delivery attempts of messages that name no campaign (the volume a campaign's
 #: send does not explain: an IP pool's surge of unattributed mail is the security signal).
 COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
-                             + ("unattributed_accepted", "unattributed_attempts", "throttled"))
+                             + ("unattributed_accepted", "unattributed_attempts", "throttled", "first_attempts"))
 #: ``throttled``: first-attempt deferrals (``attempt == 1``) whose reply says the provider is
 #: throttling or blocking the sender (:mod:`detector.smtp_codes`).
 N_COUNTERS = len(COUNTERS)
@@ -28,6 +28,9 @@ COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
 BOUNCE_CODE = {c: i for i, c in enumerate(BOUNCE_CLASSES)}
 _BOUNCE_OFFSET = len(EVENT_TYPES)
+#: Event types that are the outcome of a delivery attempt.
+_ATTEMPT_TYPES = np.zeros(len(EVENT_TYPES), dtype=bool)
+_ATTEMPT_TYPES[[TYPE_CODE["delivered"], TYPE_CODE["bounced"], TYPE_CODE["deferred"]]] = True
 
 #: Event fields a scope can be built from.
 SCOPE_FIELDS = ("campaign", "mailbox_provider", "sending_domain", "ip_pool", "recipient_domain", "provider")
@@ -71,6 +74,10 @@ class EventBatch:
     throttled: np.ndarray | None = None
     #: Rows of deferrals that carry an attempt number (None: not known).
     numbered_deferrals: np.ndarray | None = None
+    #: Rows that are a message's first delivery attempt (delivered, bounced or deferred with
+    #: ``attempt == 1``): one per message, so they stand in for sends where the ESP numbers
+    #: attempts but posts no send events (None: none known).
+    first_attempts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -90,6 +97,8 @@ class EventBatch:
             cols[f] = np.fromiter((code(e.get(f)) for e in events), dtype=np.int32, count=n)
         reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
                    if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
+        attempt = np.fromiter((e.get("attempt") or 0 for e in events), dtype=np.int16, count=n)
+        first_attempts = np.flatnonzero((attempt == 1) & _ATTEMPT_TYPES[tcode])
         throttled = numbered = None
         deferred = np.flatnonzero(tcode == TYPE_CODE["deferred"])
         if deferred.size:
@@ -103,7 +112,8 @@ class EventBatch:
                                                     events[i].get("smtp_code"), events[i].get("reason"))]
             if rows:
                 throttled = np.array(rows, dtype=np.int64)
-        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, numbered)
+        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, numbered,
+                   first_attempts if first_attempts.size else None)
 
 
 @dataclass
@@ -185,6 +195,9 @@ def _extra_slots(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
             att = np.flatnonzero(anon & ((tc == _DELIVERED) | (tc == TYPE_CODE["bounced"])))
             rows += [acc, att]
             slots += [np.full(acc.size, _UNATTRIBUTED_ACCEPTED), np.full(att.size, _UNATTRIBUTED_ATTEMPTS)]
+    if batch.first_attempts is not None and batch.first_attempts.size:
+        rows.append(batch.first_attempts)
+        slots.append(np.full(batch.first_attempts.size, COUNTER_INDEX["first_attempts"]))
     if batch.throttled is not None and batch.throttled.size:
         rows.append(batch.throttled)
         slots.append(np.full(batch.throttled.size, COUNTER_INDEX["throttled"]))

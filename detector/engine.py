@@ -137,7 +137,7 @@ class Engine:
         charts, trial_slots = self._charts[fields], self._trial_slots[fields]
         seq = delta.seq
         starts = sorted(delta.windows) if len(delta.windows) > 1 else list(delta.windows)
-        cov = sends.coverage(st)
+        cov, first = sends.coverage(st), sends.numbered(st)
         for rule, roles, delivered_counts in charts:
             rst = st["rules"].get(rule.name)
             if rst is None:
@@ -159,7 +159,7 @@ class Engine:
                 if closed is not None and start < closed:
                     continue
                 key = wkey(start)
-                if rule.min_sends > 0 and not sends.sending(st["windows"].get(key), cov, SENDING_RATIO):
+                if rule.min_sends > 0 and not sends.sending(st["windows"].get(key), cov, SENDING_RATIO, first):
                     continue  # outcomes trailing a finished send: not a fair sample, not charted
                 crossings = detectors.cusum_sequence(rule, chart, marks, roles, delivered_counts)
                 for crossing in crossings:
@@ -243,14 +243,14 @@ class Engine:
             counts = st["windows"].pop(key, zeros)
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
-            cov = sends.coverage(st)
-            sent = sends.sends(counts, cov)
+            cov, first = sends.coverage(st), sends.numbered(st)
+            sent = sends.sends(counts, cov, first)
             for rule in self.rules_by_scope.get(fields, ()):
                 rst = st["rules"].get(rule.name) or detectors.new_state()
                 st["rules"][rule.name] = rst
                 metric = METRICS[rule.metric]
                 if metric.is_send_volume:
-                    x = n = sends.volume(rule.metric, counts, cov)
+                    x = n = sends.volume(rule.metric, counts, cov, first)
                 elif metric.per_send:
                     x, n = metric.pair(counts)[0], sent
                 else:

@@ -29,6 +29,7 @@ _DELIVERED = COUNTER_INDEX["delivered"]
 _BOUNCED = COUNTER_INDEX["bounced"]
 _UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
 _UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
+_FIRST_ATTEMPTS = COUNTER_INDEX["first_attempts"]
 #: Histories are halved beyond this many attempts, so a scope whose ESP changes (or that
 #: starts posting sends) re-learns its coverage within a few hundred thousand messages.
 _HALF_LIFE_ATTEMPTS = 200_000
@@ -43,9 +44,18 @@ def observe(st: dict, counts: Sequence[int]) -> None:
     """Add one delta's window counters to the scope's send/attempt history."""
     acc = st.get("acc", 0) + counts[_ACCEPTED]
     att = st.get("att", 0) + attempts(counts)
+    fa = st.get("fa", 0) + counts[_FIRST_ATTEMPTS]
     if att > _HALF_LIFE_ATTEMPTS:
-        acc, att = acc // 2, att // 2
-    st["acc"], st["att"] = acc, att
+        acc, att, fa = acc // 2, att // 2, fa // 2
+    st["acc"], st["att"], st["fa"] = acc, att, fa
+
+
+def numbered(st: dict) -> bool:
+    """Does the ESP number this scope's attempts on its outcomes (not only on its deferrals)?
+
+    Then a message's first attempt marks its send: first attempts stand in for sends, and
+    the retries that trail a bulk send are not mistaken for new mail."""
+    return st.get("fa", 0) >= 0.5 * st.get("att", 0) > 0
 
 
 def coverage(st: dict) -> float:
@@ -63,13 +73,15 @@ def observed(st: dict) -> bool:
     return coverage(st) > 0.0
 
 
-def sends(counts: Sequence[int], cov: float) -> int:
-    """Messages the scope sent in one window: send events plus the attempts standing in for
-    the share of its traffic that posts none."""
+def sends(counts: Sequence[int], cov: float, first: bool = False) -> int:
+    """Messages the scope sent in one window: send events plus, for the share of its traffic
+    that posts none, its first attempts (``first``: the ESP numbers attempts) or else all its
+    delivery attempts."""
     acc = counts[_ACCEPTED]
     if cov >= 1.0:
         return acc
-    return acc + int(round((1.0 - cov) * attempts(counts)))
+    stand_in = counts[_FIRST_ATTEMPTS] if first else attempts(counts)
+    return acc + int(round((1.0 - cov) * stand_in))
 
 
 def unattributed(counts: Sequence[int], cov: float) -> int:
@@ -80,20 +92,21 @@ def unattributed(counts: Sequence[int], cov: float) -> int:
     return acc + int(round((1.0 - cov) * counts[_UNATTRIBUTED_ATTEMPTS]))
 
 
-def volume(metric_name: str, counts: Sequence[int], cov: float) -> int:
+def volume(metric_name: str, counts: Sequence[int], cov: float, first: bool = False) -> int:
     """The send volume a volume metric counts in one window."""
-    return unattributed(counts, cov) if metric_name == "unattributed_volume" else sends(counts, cov)
+    return unattributed(counts, cov) if metric_name == "unattributed_volume" else sends(counts, cov, first)
 
 
-def sending(counts: Sequence[int] | None, cov: float, ratio: float) -> bool:
+def sending(counts: Sequence[int] | None, cov: float, ratio: float, first: bool = False) -> bool:
     """Is the scope sending, rather than only hearing back about an earlier send?
 
     Outcomes that trail a finished bulk send (retries that end in blocks, late bounces)
     come with few new sends beside them and are not a fair sample of the scope's traffic: a
     window whose sends so far are fewer than ``ratio`` times its attempts is not charted.
-    Where no send events exist (``cov = 0``) the gate cannot see a trailing tail and stays
-    open; a mixed scope gates the share it can see.
+    Where no send events exist (``cov = 0``) but attempts are numbered, first attempts mark
+    the sends and the gate works as with send events; where neither exists the gate cannot
+    see a trailing tail and stays open. A mixed scope gates the share it can see.
     """
     if counts is None:
         return False
-    return sends(counts, cov) >= ratio * attempts(counts)
+    return sends(counts, cov, first) >= ratio * attempts(counts)

@@ -87,3 +87,29 @@ def test_wrong_segment_pages_once_per_scope_while_its_complaints_trickle_in():
     assert by_scope, "the wrong segment paged nothing"
     for key, statuses in by_scope.items():
         assert statuses in (["firing"], ["firing", "resolved"]), (key, statuses)
+
+
+def test_numbered_first_attempts_stand_in_for_sends_and_close_the_retry_tail():
+    fa = COUNTER_INDEX["first_attempts"]
+    st = {}
+    for _ in range(10):
+        c = window(delivered=95, bounced=5)
+        c[fa] = 98
+        sends.observe(st, c)
+    assert sends.coverage(st) == 0.0 and sends.numbered(st)
+    steady = window(delivered=95, bounced=5)
+    steady[fa] = 97
+    tail = window(delivered=40, bounced=20)   # retries of an earlier bulk send ending
+    tail[fa] = 5
+    assert sends.sends(steady, 0.0, first=True) == 97
+    assert sends.sending(steady, 0.0, 0.8, first=True)
+    assert not sends.sending(tail, 0.0, 0.8, first=True)
+    assert sends.sending(tail, 0.0, 0.8, first=False)   # without numbers the tail cannot be seen
+
+
+def test_outcome_only_clean_week_with_bulk_sends_pages_no_block():
+    """The retry tails of bulk sends paged provider_block on outcome-only streams (23 false alarms in
+    two 7-day runs) until numbered first attempts marked the sends."""
+    table, _ = simulate("clean", seed=5, scale=0.5, duration=2 * 86400.0, profile="outcome-only")
+    firing = [a for a in replay(list(table), load_rules(_default())) if a["status"] == "firing"]
+    assert [a for a in firing if a["rule"] == "provider_block"] == [], [a["summary"] for a in firing]
