@@ -114,7 +114,7 @@ def _process(engine: Engine, blind: BlindRules, events: list[dict], errors: IO[s
     """One batch through the engine; say once per ESP and rule when the stream leaves a rule blind."""
     if not events:
         return []
-    batch = EventBatch.from_events(events, engine.vocab)
+    batch = EventBatch.from_events(events, engine.vocab, engine.retries)
     for v in blind.update(batch):
         print(f"ddetect: rule {v.rule} cannot run on {v.esp} traffic ({v.status}): {v.detail} "
               f"(see `ddetect doctor`)", file=errors)

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
 from .smtp_codes import is_throttle
 
+if TYPE_CHECKING:
+    from .retries import RetryMemory
+
 #: Counter layout of one window: one slot per event type, then one per bounce class, then the
 #: sends and delivery attempts of messages that name no campaign (the volume a campaign's
 #: send does not explain: an IP pool's surge of unattributed mail is the security signal).
 COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
                              + ("unattributed_accepted", "unattributed_attempts", "throttled", "first_attempts"))
-#: ``throttled``: first-attempt deferrals (``attempt == 1``) whose reply says the provider is
-#: throttling or blocking the sender (:mod:`detector.smtp_codes`).
+#: ``throttled``: first-attempt deferrals whose reply says the provider is throttling or
+#: blocking the sender (:mod:`detector.smtp_codes`); ``first_attempts``: each message's first
+#: delivery attempt (numbered by the ESP, or told by :mod:`detector.retries`).
 N_COUNTERS = len(COUNTERS)
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
@@ -72,19 +76,21 @@ class EventBatch:
     reasons: list[tuple[int, int | None, str | None]] = field(default_factory=list)
     #: Rows that are first-attempt throttle/block deferrals (None: none in the batch).
     throttled: np.ndarray | None = None
-    #: Rows of deferrals that carry an attempt number (None: not known).
-    numbered_deferrals: np.ndarray | None = None
     #: Rows that are a message's first delivery attempt (delivered, bounced or deferred with
-    #: ``attempt == 1``): one per message, so they stand in for sends where the ESP numbers
-    #: attempts but posts no send events (None: none known).
+    #: ``attempt == 1``, or known first from the retry memory): one per message, so they
+    #: stand in for sends where the stream posts no send events (None: none known).
     first_attempts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.timestamp)
 
     @classmethod
-    def from_events(cls, events: Sequence[Mapping], vocab: dict[str, Vocabulary] | None = None) -> "EventBatch":
-        """Build a batch from validated canonical events (dicts)."""
+    def from_events(cls, events: Sequence[Mapping], vocab: dict[str, Vocabulary] | None = None,
+                    retries: "RetryMemory | None" = None) -> "EventBatch":
+        """Build a batch from validated canonical events (dicts).
+
+        ``retries`` (:class:`~detector.retries.RetryMemory`, kept across batches) tells a
+        message's first attempt from its retries where the ESP does not number them."""
         if vocab is None:
             vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
         n = len(events)
@@ -98,22 +104,27 @@ class EventBatch:
         reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
                    if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
         attempt = np.fromiter((e.get("attempt") or 0 for e in events), dtype=np.int16, count=n)
-        first_attempts = np.flatnonzero((attempt == 1) & _ATTEMPT_TYPES[tcode])
-        throttled = numbered = None
-        deferred = np.flatnonzero(tcode == TYPE_CODE["deferred"])
-        if deferred.size:
-            # first attempts only: a retry of a throttled message is the same trial again, and
-            # after a bulk send its retries would outnumber the sends; an ESP that does not
-            # number attempts leaves the rule blind (detector/coverage.py says so)
-            first = [i for i in deferred.tolist() if events[i].get("attempt") == 1]
-            numbered = np.array([i for i in deferred.tolist() if events[i].get("attempt") is not None],
-                                dtype=np.int64)
-            rows = [i for i in first if is_throttle(events[i].get("mailbox_provider"),
-                                                    events[i].get("smtp_code"), events[i].get("reason"))]
+        is_attempt = _ATTEMPT_TYPES[tcode]
+        first = (attempt == 1) & is_attempt
+        if retries is not None:
+            deferred_code = TYPE_CODE["deferred"]
+            for i in np.flatnonzero(is_attempt).tolist():
+                e = events[i]
+                verdict = retries.first_attempt(e.get("message_id"), tcode[i] == deferred_code, e["timestamp"])
+                if verdict and not attempt[i]:
+                    first[i] = True
+        throttled = None
+        # first-attempt deferrals only: a retry of a throttled message is the same trial again,
+        # and after a bulk send its retries would outnumber the sends
+        first_deferred = np.flatnonzero(first & (tcode == TYPE_CODE["deferred"]))
+        if first_deferred.size:
+            rows = [i for i in first_deferred.tolist() if is_throttle(events[i].get("mailbox_provider"),
+                                                                      events[i].get("smtp_code"),
+                                                                      events[i].get("reason"))]
             if rows:
                 throttled = np.array(rows, dtype=np.int64)
-        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, numbered,
-                   first_attempts if first_attempts.size else None)
+        first_attempts = np.flatnonzero(first)
+        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, first_attempts if first_attempts.size else None)
 
 
 @dataclass

@@ -69,7 +69,6 @@ class Coverage:
     def __init__(self) -> None:
         self.types: dict[str, np.ndarray] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
-        self.numbered: dict[str, int] = {}   # deferrals that carry an attempt number
 
     def update(self, batch: EventBatch) -> None:
         esp_col = batch.fields["provider"]
@@ -86,9 +85,6 @@ class Coverage:
             for f in SCOPE_FIELDS:
                 has = batch.fields[f][rows] >= 0
                 per[f] = per.get(f, 0) + np.bincount(tc[has], minlength=n_types)
-            numbered = batch.numbered_deferrals
-            self.numbered[esp] = self.numbered.get(esp, 0) + (
-                int((esp_col[numbered] == code).sum()) if numbered is not None and numbered.size else 0)
 
     def events(self, esp: str) -> int:
         return int(self.types[esp].sum())
@@ -108,10 +104,6 @@ def _verdict(cov: Coverage, esp: str, rule: Rule) -> Verdict:
                                                     f"(subscribe the webhook to them)")
         return Verdict(esp, rule.name, "unseen", f"no {', '.join(missing)} events yet "
                                                  f"({base:,} deliveries; too few to tell)")
-    if "throttled" in METRICS[rule.metric].numerator and _type_count(cov, esp, "deferred") \
-            and not cov.numbered.get(esp):
-        return Verdict(esp, rule.name, "blind", "deferrals carry no attempt number, so first attempts "
-                                                "cannot be told from retries")
     for f in rule.scope:
         carried = cov.fields[esp][f]
         if int(carried.sum()) == 0:

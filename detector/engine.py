@@ -25,6 +25,7 @@ from .counts import (N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELD
 from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
+from .retries import RetryMemory
 from .rules import Rule, RuleSet
 
 _EVALUATORS = {
@@ -66,6 +67,7 @@ class Engine:
         for rule in ruleset.rules:
             self.rules_by_scope[rule.scope].append(rule)
         self.late_events = 0
+        self.retries = RetryMemory()     # first attempts where the ESP does not number them
         self._pending: list[dict] = []   # alarms raised while deltas were applied
         self.sequences, self._trial_slots, self._charts = _chart_plan(ruleset)
         for provider, domains in ruleset.mailbox_providers.items():
@@ -81,7 +83,7 @@ class Engine:
         """Count a list of validated canonical events and return the alerts they cause."""
         if not events:
             return []
-        return self.process_batch(EventBatch.from_events(events, self.vocab))
+        return self.process_batch(EventBatch.from_events(events, self.vocab, self.retries))
 
     def process_batch(self, batch: EventBatch) -> list[dict]:
         if len(batch) == 0:

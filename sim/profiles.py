@@ -39,7 +39,7 @@ ESP the world assigns it, :attr:`sim.world.Campaign.esp`), and one name per ESP 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -56,19 +56,21 @@ class EspProfile:
     types: frozenset[str]
     retry_gaps: tuple[float, ...] | None = None     # seconds between delivery attempts (4 gaps)
     complaint_median: float | None = None            # seconds, log-normal median of the complaint lag
-    numbers_attempts: bool = False                   # deferrals (and outcomes) carry an attempt number
+    numbered_types: frozenset[str] = frozenset()     # event types that carry the attempt number
     note: str = ""
 
 
 ESP_PROFILES: dict[str, EspProfile] = {p.name: p for p in (
-    EspProfile("sendgrid", frozenset(ALL_TYPES), numbers_attempts=True,  # `attempt` on deferred
+    EspProfile("sendgrid", frozenset(ALL_TYPES), numbered_types=frozenset({"deferred"}),  # `attempt`
                note="processed/delivered/bounce/deferred/dropped/spamreport/open/click/unsubscribe"),
     EspProfile("mailgun", frozenset(ALL_TYPES),
                # Assumption: Mailgun's documented *webhook* retry schedule (5, 10, 15 min, 1 h) is
                # used as the shape of its SMTP retry schedule, which is not published.
-               retry_gaps=(300.0, 600.0, 900.0, 3600.0), numbers_attempts=True,  # attempt-no
+               retry_gaps=(300.0, 600.0, 900.0, 3600.0),
+               numbered_types=frozenset({"delivered", "bounced", "deferred"}),  # delivery-status.attempt-no
                note="accepted/delivered/failed(temporary=deferred, permanent=bounced)/complained/..."),
     EspProfile("sparkpost", frozenset(ALL_TYPES),
+               numbered_types=frozenset({"delivered", "bounced", "deferred"}),  # num_retries
                note="injection/delivery/bounce/delay/policy_rejection/spam_complaint/open/click/unsubscribe"),
     EspProfile("postmark", frozenset(ALL_TYPES) - {"accepted", "deferred"},
                # Assumption: Postmark retries soft failures over a longer schedule than the default.
@@ -83,9 +85,10 @@ ESP_PROFILES: dict[str, EspProfile] = {p.name: p for p in (
                note="sent(=delivered)/bounce/blocked(dropped)/spam/open/click/unsub; no acceptance event"),
 )}
 
-OUTCOME_ONLY = EspProfile("outcome-only", frozenset(ALL_TYPES) - {"accepted"}, numbers_attempts=True,
-                          note="every type except accepted, for every campaign")
-SENDS = EspProfile("sends", frozenset(ALL_TYPES), numbers_attempts=True,
+OUTCOME_ONLY = EspProfile("outcome-only", frozenset(ALL_TYPES) - {"accepted"},
+                          note="every type except accepted, for every campaign; attempts numbered as "
+                               "the campaign's ESP numbers them (an account subscribed to outcomes only)")
+SENDS = EspProfile("sends", frozenset(ALL_TYPES), numbered_types=frozenset({"delivered", "bounced", "deferred"}),
                    note="every type for every campaign (today's behaviour)")
 
 PROFILES: tuple[str, ...] = ("sends", "outcome-only", "esp-mix") + tuple(ESP_PROFILES)
@@ -106,7 +109,8 @@ def campaign_profiles(profile: str, camp_esp: list[str]) -> list[EspProfile]:
     if key == "sends":
         return [SENDS] * len(camp_esp)
     if key == "outcome-only":
-        return [OUTCOME_ONLY] * len(camp_esp)
+        return [replace(OUTCOME_ONLY, numbered_types=ESP_PROFILES.get(esp, SENDS).numbered_types)
+                for esp in camp_esp]
     if key == "esp-mix":
         return [ESP_PROFILES.get(esp, SENDS) for esp in camp_esp]
     return [ESP_PROFILES[key]] * len(camp_esp)
@@ -119,7 +123,7 @@ class CampaignBehaviour:
     emits: np.ndarray            # (campaigns, event types) bool, columns in ALL_TYPES order
     retry_gaps: np.ndarray       # (campaigns, 4) seconds
     complaint_median: np.ndarray  # (campaigns,) seconds
-    numbers_attempts: np.ndarray | None = None  # (campaigns,) bool
+    numbered: np.ndarray | None = None  # (campaigns, event types) bool: carries the attempt number
 
     def emits_type(self, camp: int, etype: str) -> bool:
         return bool(self.emits[camp, ALL_TYPES.index(etype)])
@@ -133,7 +137,8 @@ def behaviour(profile: str, camp_esp: list[str], default_gaps: np.ndarray,
     gaps = np.array([p.retry_gaps if p.retry_gaps is not None else tuple(default_gaps) for p in profs],
                     dtype=float).reshape(len(profs), len(default_gaps))
     lag = np.array([p.complaint_median or default_complaint_median for p in profs], dtype=float)
-    numbered = np.array([p.numbers_attempts for p in profs], dtype=bool)
+    numbered = np.array([[t in p.numbered_types for t in ALL_TYPES] for p in profs],
+                        dtype=bool).reshape(len(profs), len(ALL_TYPES))
     return CampaignBehaviour(emits, gaps, lag, numbered)
 
 

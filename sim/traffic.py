@@ -397,8 +397,8 @@ def generate_events(world: World, msgs: Messages, rng: np.random.Generator, voca
     if esp is not None and len(raw.ts):  # what this campaign's ESP posts at all
         keep &= esp.emits[msgs.camp[raw.msg], raw.type]
     raw = RawEvents(**{k: getattr(raw, k)[keep] for k in raw.__dataclass_fields__})
-    if esp is not None and esp.numbers_attempts is not None and len(raw.ts):
-        raw.attempt = np.where(esp.numbers_attempts[msgs.camp[raw.msg]], raw.attempt, 0).astype(np.int8)
+    if esp is not None and esp.numbered is not None and len(raw.ts):
+        raw.attempt = np.where(esp.numbered[msgs.camp[raw.msg], raw.type], raw.attempt, 0).astype(np.int8)
     return raw, reasons.texts
 
 

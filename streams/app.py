@@ -17,6 +17,7 @@ from ddetect.metrics_http import metrics_response
 from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
 from detector.coverage import BlindRules
+from detector.retries import RetryMemory
 from detector.engine import Engine, sequence_types
 from detector.event import EVENT_TYPES
 from detector.gcpause import gc_paused
@@ -119,6 +120,9 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     scope_defs = ruleset.scopes()
     sequences = sequence_types(ruleset)
     blind = BlindRules(ruleset)
+    # First attempts where the ESP does not number them: per worker, so a message whose
+    # deferral and outcome land on partitions of different workers counts its outcome as new.
+    retries = RetryMemory()
 
     @app.agent(events_topic)
     async def count_events(stream):
@@ -174,7 +178,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     async def _count_batch(events: list[dict]) -> None:
         per_partition: dict[int, list[dict]] = defaultdict(list)
         with gc_paused():  # synchronous: no other coroutine runs while the collector waits
-            batch = EventBatch.from_events(events, vocab)
+            batch = EventBatch.from_events(events, vocab, retries)
             _observe_batch(metrics, batch, campaigns)
             for v in blind.update(batch):  # once per ESP and rule
                 log.warning("rule %s cannot run on %s traffic (%s): %s (see `ddetect doctor`)",

@@ -107,9 +107,10 @@ def test_numbered_first_attempts_stand_in_for_sends_and_close_the_retry_tail():
     assert sends.sending(tail, 0.0, 0.8, first=False)   # without numbers the tail cannot be seen
 
 
-def test_outcome_only_clean_week_with_bulk_sends_pages_no_block():
+def test_outcome_only_clean_days_with_bulk_sends_page_no_block():
     """The retry tails of bulk sends paged provider_block on outcome-only streams (23 false alarms in
-    two 7-day runs) until numbered first attempts marked the sends."""
+    two 7-day runs) until first attempts (numbered by the ESP, or told by message_id from the
+    deferrals the ESP posts) marked the sends."""
     table, _ = simulate("clean", seed=5, scale=0.5, duration=2 * 86400.0, profile="outcome-only")
     firing = [a for a in replay(list(table), load_rules(_default())) if a["status"] == "firing"]
     assert [a for a in firing if a["rule"] == "provider_block"] == [], [a["summary"] for a in firing]
