@@ -15,7 +15,7 @@ from itertools import islice
 from typing import IO, Sequence
 
 from detector.counts import SCOPE_FIELDS, EventBatch
-from detector.coverage import Coverage, assess
+from detector.coverage import Coverage, assess, feedback_gaps
 from detector.event import EVENT_TYPES
 from detector.rules import RuleError, default_rules_path, load_rules
 
@@ -41,6 +41,7 @@ def diagnose(path: str, rules_path: str, sample: int, min_events: int, out: IO[s
             n += len(chunk)
     print(f"{n:,} events read from {path}; rules {rules_path}", file=out)
     verdicts = assess(cov, ruleset, min_events=1)
+    gaps = {g.esp: g for g in feedback_gaps(cov, ruleset.feedback_loops)}
     bad = 0
     for esp in sorted(cov.types):
         total = cov.events(esp)
@@ -50,6 +51,15 @@ def diagnose(path: str, rules_path: str, sample: int, min_events: int, out: IO[s
         print("  fields: " + ", ".join(f"{f} {100 * c / total:.0f}%" for f, c in carried.items()), file=out)
         if total < min_events:
             print(f"  (fewer than {min_events:,} events: a missing type may only be rare so far)", file=out)
+        gap = gaps.get(esp)
+        if gap is not None and gap.unseen:
+            print(f"  complaints: {100 * gap.unseen_share:.0f}% of deliveries go to providers without a "
+                  f"per-message feedback loop ({', '.join(gap.unseen[:6])}); complaint rules judge the rest",
+                  file=out)
+        if gap is not None and gap.unlisted:
+            names = ", ".join(f"{p} ({c:,})" for p, c in gap.unlisted)
+            print(f"  complaints from providers outside the feedback_loops table are not counted: {names}; "
+                  f"add them to the rule file's feedback_loops list", file=out)
         for v in verdicts:
             if v.esp != esp:
                 continue

@@ -98,7 +98,7 @@ GOAL_FA_PER_1000 = 1.0
 METRIC_FAMILY: dict[str, frozenset[str]] = {
     "block_rate": frozenset({"block_rate", "bounce_rate", "deferral_rate", "throttle_rate"}),
     "hard_bounce_rate": frozenset({"hard_bounce_rate", "bounce_rate"}),
-    "complaint_rate": frozenset({"complaint_rate"}),
+    "complaint_rate": frozenset({"complaint_rate", "complaint_rate_all"}),
     "volume": frozenset({"volume", "delivery_volume"}),
 }
 
@@ -243,6 +243,12 @@ class TrafficIndex:
         bounce_counter = np.array([COUNTER_INDEX[f"bounced_{b}"] for b in BOUNCE_NAMES] + [-1])
         self.ev_type = type_counter[np.asarray(table.type)]
         self.ev_bounce = bounce_counter[np.asarray(table.bclass)]  # bclass -1 -> last entry, -1
+        # Deliveries and complaints at feedback-loop providers count a third time (complaint_rate's terms).
+        fbl_counter = np.full(len(COUNTER_INDEX), -1, dtype=np.int64)
+        fbl_counter[COUNTER_INDEX["delivered"]] = COUNTER_INDEX["delivered_fbl"]
+        fbl_counter[COUNTER_INDEX["complained"]] = COUNTER_INDEX["complained_fbl"]
+        at_loop = DOMAINS.fbl[dom][self.ev_msg]
+        self.ev_fbl = np.where(at_loop, fbl_counter[self.ev_type], -1)
         self._closures: dict[tuple, dict] = {}
 
     def mask(self, scope: Mapping[str, str]) -> np.ndarray:
@@ -283,8 +289,8 @@ class TrafficIndex:
         w = ((self.ev_ts[rows] - t0) // window).astype(np.int64)
         counts = np.zeros((n_win, N_COUNTERS), dtype=np.int64)
         np.add.at(counts, (w, self.ev_type[rows]), 1)
-        bc = self.ev_bounce[rows]
-        np.add.at(counts, (w[bc >= 0], bc[bc >= 0]), 1)
+        for extra in (self.ev_bounce[rows], self.ev_fbl[rows]):
+            np.add.at(counts, (w[extra >= 0], extra[extra >= 0]), 1)
         return counts
 
     def trial_times(self, scope: Mapping[str, str], metric: str, t0: float) -> np.ndarray:
@@ -292,7 +298,9 @@ class TrafficIndex:
         denominator = METRICS[metric].denominator or METRICS[metric].numerator
         wanted = np.zeros(N_COUNTERS, dtype=bool)
         wanted[[COUNTER_INDEX[c] for c in denominator]] = True
-        rows = self.mask(scope)[self.ev_msg] & (self.ev_ts >= t0) & wanted[self.ev_type]
+        wanted = np.r_[wanted, False]                       # index -1: no third counter
+        rows = (self.mask(scope)[self.ev_msg] & (self.ev_ts >= t0)
+                & (wanted[self.ev_type] | wanted[self.ev_fbl]))
         return np.sort(self.ev_ts[rows])
 
 

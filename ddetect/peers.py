@@ -129,7 +129,7 @@ def _group_codes(index, fields: tuple[str, ...]) -> tuple[np.ndarray, list[dict[
 def _weights(index, counters: tuple[str, ...]) -> np.ndarray:
     wanted = np.zeros(N_COUNTERS + 1, dtype=np.int64)       # last slot: "no bounce counter" (-1)
     wanted[[COUNTER_INDEX[c] for c in counters]] = 1
-    return wanted[index.ev_type] + wanted[index.ev_bounce]
+    return wanted[index.ev_type] + wanted[index.ev_bounce] + wanted[index.ev_fbl]
 
 
 def evaluate_rule(rule: ThresholdRule, index, t0: float, t1: float, *, peer: str = "") -> tuple[list[dict], dict]:

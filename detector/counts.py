@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
+from .feedback_loops import FEEDBACK_LOOPS, flags as feedback_loop_flags
 from .smtp_codes import is_throttle
 
 if TYPE_CHECKING:
@@ -23,10 +24,13 @@ if TYPE_CHECKING:
 #: sends and delivery attempts of messages that name no campaign (the volume a campaign's
 #: send does not explain: an IP pool's surge of unattributed mail is the security signal).
 COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
-                             + ("unattributed_accepted", "unattributed_attempts", "throttled", "first_attempts"))
+                             + ("unattributed_accepted", "unattributed_attempts", "throttled", "first_attempts",
+                                "delivered_fbl", "complained_fbl"))
 #: ``throttled``: first-attempt deferrals whose reply says the provider is throttling or
 #: blocking the sender (:mod:`detector.smtp_codes`); ``first_attempts``: each message's first
-#: delivery attempt (numbered by the ESP, or told by :mod:`detector.retries`).
+#: delivery attempt (numbered by the ESP, or told by :mod:`detector.retries`);
+#: ``delivered_fbl``/``complained_fbl``: deliveries and complaints at mailbox providers that run
+#: a per-message feedback loop (:mod:`detector.feedback_loops`), the complaint rate's terms.
 N_COUNTERS = len(COUNTERS)
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
@@ -190,9 +194,26 @@ _UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
 _UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
 
 
-def _extra_slots(batch: EventBatch) -> tuple[np.ndarray, np.ndarray]:
-    """Rows counted a second time, and their slot: bounces by class, unattributed sends/attempts."""
+_COMPLAINED = TYPE_CODE["complained"]
+_FBL_SLOTS = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+_FBL_SLOTS[_DELIVERED] = COUNTER_INDEX["delivered_fbl"]
+_FBL_SLOTS[_COMPLAINED] = COUNTER_INDEX["complained_fbl"]
+
+
+def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows counted a second time, and their slot: bounces by class, unattributed sends/attempts,
+    deliveries and complaints at feedback-loop providers."""
     rows, slots = [], []
+    mbp = batch.fields.get("mailbox_provider")
+    if mbp is not None:
+        tc = batch.type_code
+        at_loop = feedback_loop_flags(batch.vocab["mailbox_provider"].values, feedback_loops)
+        if at_loop.any():
+            fbl = np.flatnonzero(((tc == _DELIVERED) | (tc == _COMPLAINED)) & (mbp >= 0)
+                                 & at_loop[np.maximum(mbp, 0)])
+            if fbl.size:
+                rows.append(fbl)
+                slots.append(_FBL_SLOTS[tc[fbl]])
     bounce_rows = np.flatnonzero(batch.bounce_code >= 0)
     if bounce_rows.size:
         rows.append(bounce_rows)
@@ -255,13 +276,15 @@ def sequence_type_mask(type_names: Iterable[str]) -> np.ndarray:
 
 
 def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
-              sequences: Mapping[tuple[str, ...], np.ndarray] | None = None) -> dict[str, ScopeDelta]:
+              sequences: Mapping[tuple[str, ...], np.ndarray] | None = None,
+              feedback_loops: frozenset[str] = FEEDBACK_LOOPS) -> dict[str, ScopeDelta]:
     """Count a batch per (scope, window) for every scope definition, vectorised.
 
     Events whose scope field is null are not counted in that scope (an event without
     an IP pool says nothing about any pool). For scope definitions in ``sequences``
     (a type mask from :func:`sequence_type_mask`) the deltas also carry the order of
-    those events (:attr:`ScopeDelta.seq`).
+    those events (:attr:`ScopeDelta.seq`). ``feedback_loops`` names the mailbox providers whose
+    deliveries and complaints the complaint rate counts (:mod:`detector.feedback_loops`).
     """
     out: dict[str, ScopeDelta] = {}
     if len(batch) == 0:
@@ -271,7 +294,7 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
     n_windows = int(win_idx.max()) - w0 + 1
     # One counter slot per event type, plus one per bounce class for bounces.
     slot = batch.type_code.astype(np.int64)
-    extra_rows, extra_slots = _extra_slots(batch)
+    extra_rows, extra_slots = _extra_slots(batch, feedback_loops)
     for fields in scopes:
         cols = [batch.fields[f] for f in fields]
         valid = np.ones(len(batch), dtype=bool)

@@ -44,6 +44,8 @@ def metric_types(metric_name: str) -> tuple[set[str], set[str]]:
                 out.add("accepted")
             elif c == "throttled":
                 out.add("deferred")
+            elif c.endswith("_fbl"):
+                out.add(c[:-len("_fbl")])
             else:
                 out.add(c)
         return out
@@ -64,11 +66,14 @@ class Verdict:
 
 
 class Coverage:
-    """Per ESP: events by type, and how many of each type carry each scope field."""
+    """Per ESP: events by type, how many of each type carry each scope field, and the deliveries
+    and complaints per mailbox provider (which providers report complaints at all)."""
 
     def __init__(self) -> None:
         self.types: dict[str, np.ndarray] = {}
         self.fields: dict[str, dict[str, np.ndarray]] = {}
+        #: per ESP and mailbox provider: [deliveries, complaints]
+        self.providers: dict[str, dict[str, list[int]]] = {}
 
     def update(self, batch: EventBatch) -> None:
         esp_col = batch.fields["provider"]
@@ -85,9 +90,45 @@ class Coverage:
             for f in SCOPE_FIELDS:
                 has = batch.fields[f][rows] >= 0
                 per[f] = per.get(f, 0) + np.bincount(tc[has], minlength=n_types)
+            mbp = batch.fields["mailbox_provider"][rows]
+            names = batch.vocab["mailbox_provider"].values
+            mine = self.providers.setdefault(esp, {})
+            for k, t in enumerate((_DELIVERED, _COMPLAINED)):
+                codes, counts = np.unique(mbp[(tc == t) & (mbp >= 0)], return_counts=True)
+                for c, m in zip(codes.tolist(), counts.tolist()):
+                    mine.setdefault(names[c], [0, 0])[k] += m
 
     def events(self, esp: str) -> int:
         return int(self.types[esp].sum())
+
+
+_DELIVERED, _COMPLAINED = EVENT_TYPES.index("delivered"), EVENT_TYPES.index("complained")
+
+
+@dataclass(frozen=True)
+class FeedbackGap:
+    """What the complaint rate of one ESP's traffic cannot see (:mod:`detector.feedback_loops`)."""
+
+    esp: str
+    unseen_share: float                 # deliveries to providers without a feedback loop
+    unseen: tuple[str, ...]             # those providers, largest first
+    unlisted: tuple[tuple[str, int], ...]   # providers outside the table that posted complaints
+
+
+def feedback_gaps(cov: Coverage, loops: frozenset[str]) -> list[FeedbackGap]:
+    """Per ESP with deliveries: the share of them no complaint rule sees, and the providers
+    outside ``loops`` that posted complaints anyway (their complaints are not counted: add them)."""
+    out = []
+    for esp in sorted(cov.providers):
+        per = cov.providers[esp]
+        delivered = sum(d for d, _ in per.values())
+        if not delivered:
+            continue
+        unseen = sorted((p for p in per if p not in loops and per[p][0]), key=lambda p: -per[p][0])
+        share = sum(per[p][0] for p in unseen) / delivered
+        unlisted = tuple(sorted(((p, c) for p, (_, c) in per.items() if c and p not in loops), key=lambda x: -x[1]))
+        out.append(FeedbackGap(esp, share, tuple(unseen), unlisted))
+    return out
 
 
 def _type_count(cov: Coverage, esp: str, t: str) -> int:

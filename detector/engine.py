@@ -63,6 +63,7 @@ class Engine:
         self.meta: MutableMapping[str, float] = {} if meta is None else meta
         self.vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
         self.scope_defs = ruleset.scopes()
+        self.feedback_loops = ruleset.feedback_loops
         self.rules_by_scope: dict[tuple[str, ...], list[Rule]] = defaultdict(list)
         for rule in ruleset.rules:
             self.rules_by_scope[rule.scope].append(rule)
@@ -89,7 +90,8 @@ class Engine:
         if len(batch) == 0:
             return []
         with gc_paused():
-            for delta in aggregate(batch, self.scope_defs, self.window, self.sequences).values():
+            for delta in aggregate(batch, self.scope_defs, self.window, self.sequences,
+                                   self.feedback_loops).values():
                 self.apply_delta(delta)
             return self.advance(float(batch.timestamp.max()))
 
@@ -112,6 +114,8 @@ class Engine:
             sends.observe(st, counts)
             key = wkey(start)
             prev = st["windows"].get(key)
+            if prev is not None and len(prev) < len(counts):  # stored by a version with fewer counters
+                prev = prev + [0] * (len(counts) - len(prev))
             st["windows"][key] = [a + b for a, b in zip(prev, counts)] if prev is not None else list(counts)
             if st["first"] is None or start < st["first"]:
                 st["first"] = start
@@ -243,6 +247,8 @@ class Engine:
             if st["first"] is None or start < st["first"]:
                 continue
             counts = st["windows"].pop(key, zeros)
+            if len(counts) < N_COUNTERS:  # stored by a version with fewer counters
+                counts = counts + zeros[len(counts):]
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
             cov, first = sends.coverage(st), sends.numbered(st)

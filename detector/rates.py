@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .counts import COUNTER_INDEX
+from .event import EVENT_TYPES
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,13 @@ class Metric:
         (:mod:`detector.sends`)."""
         return self.numerator in (("accepted",), ("unattributed_accepted",)) and not self.denominator
 
+    @property
+    def sequenceable(self) -> bool:
+        """Can a CUSUM chart it message by message? Only if each term is an event type (or a
+        bounce class), so every event says by itself whether it counts."""
+        return not self.per_send and all(c in EVENT_TYPES or c.startswith("bounced_")
+                                         for c in self.numerator + self.denominator)
+
     def pair(self, counts: np.ndarray) -> tuple[int, int]:
         """(x, n) of this metric for one window's counter vector."""
         x = int(sum(counts[COUNTER_INDEX[c]] for c in self.numerator))
@@ -45,7 +53,11 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("hard_bounce_rate", ("bounced_hard",), _ATTEMPTS, "hard bounces / (delivered + bounced)"),
     Metric("block_rate", ("bounced_block",), _ATTEMPTS, "block bounces / (delivered + bounced)"),
     Metric("soft_bounce_rate", ("bounced_soft",), _ATTEMPTS, "soft bounces / (delivered + bounced)"),
-    Metric("complaint_rate", ("complained",), ("delivered",), "complaints / delivered"),
+    Metric("complaint_rate", ("complained_fbl",), ("delivered_fbl",),
+           "complaints / delivered, at mailbox providers that run a per-message feedback loop "
+           "(detector/feedback_loops.py: Gmail and Apple send none)"),
+    Metric("complaint_rate_all", ("complained",), ("delivered",),
+           "complaints / all deliveries (reads low by the share of mail to providers without a feedback loop)"),
     Metric("deferral_rate", ("deferred",), ("delivered", "bounced", "deferred"),
            "deferrals / (delivered + bounced + deferred)"),
     Metric("drop_rate", ("dropped",), ("delivered", "bounced", "dropped"), "drops / (delivered + bounced + dropped)"),

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .counts import SCOPE_FIELDS
+from .feedback_loops import FEEDBACK_LOOPS
 from .rates import METRICS
 
 CATEGORIES = ("technical", "compliance", "performance", "complaints", "security")
@@ -88,6 +89,9 @@ class RuleSet:
     source: str = "<memory>"
     #: Valid but probably not what was meant, as ``file:line:column: rule "name": message``.
     warnings: list[str] = field(default_factory=list)
+    #: Mailbox providers whose complaints and deliveries the complaint rate counts
+    #: (:mod:`detector.feedback_loops`; a rule file's ``feedback_loops:`` list replaces them).
+    feedback_loops: frozenset[str] = FEEDBACK_LOOPS
 
     def scopes(self) -> list[tuple[str, ...]]:
         """Distinct scope definitions, in rule order (each is counted once)."""
@@ -95,6 +99,9 @@ class RuleSet:
         for r in self.rules:
             seen.setdefault(r.scope, None)
         return list(seen)
+
+
+_TOP_KEYS = ("settings", "rules", "mailbox_providers", "feedback_loops")
 
 
 class RuleError(ValueError):
@@ -323,6 +330,10 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
     if values["test"] in RATE_TESTS and metric.is_volume:
         errs.add(keys["metric"][1], f"test {values['test']!r} needs a rate metric, {metric.name!r} is a volume", rname)
         return None
+    if values["test"] == "cusum" and not metric.sequenceable:
+        errs.add(keys["metric"][1], f"test 'cusum' charts message by message, which {metric.name!r} does not allow "
+                 f"({metric.description}): use binomial, betabinomial or policy", rname)
+        return None
     if values["test"] == "policy" and "rate" not in values:
         errs.add(node, "a policy rule needs 'rate' (the policy threshold, e.g. 0.003)", rname)
         return None
@@ -355,8 +366,8 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
         raise RuleError([f"{path}:1:1: a rule file must be a mapping with a 'rules' list"])
     top = _mapping(root)
     for key, (knode, _) in top.items():
-        if key not in ("settings", "rules", "mailbox_providers"):
-            errs.add(knode, f"unknown top-level key {key!r} (allowed: settings, rules, mailbox_providers)")
+        if key not in _TOP_KEYS:
+            errs.add(knode, f"unknown top-level key {key!r} (allowed: {', '.join(_TOP_KEYS)})")
 
     settings = Settings()
     if "settings" in top:
@@ -386,6 +397,16 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
         else:
             providers = value
 
+    loops = FEEDBACK_LOOPS
+    if "feedback_loops" in top:
+        lnode = top["feedback_loops"][1]
+        value = _plain(lnode)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            errs.add(lnode, "feedback_loops must be a list of mailbox provider names (e.g. [yahoo, microsoft]); "
+                            "it replaces the default " + ", ".join(sorted(FEEDBACK_LOOPS)))
+        else:
+            loops = frozenset(v.strip().lower() for v in value)
+
     rules: list[Rule] = []
     if "rules" not in top:
         errs.add(root, "missing 'rules' list")
@@ -411,7 +432,8 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
     for rule in rules:
         for message in rule_warnings(rule):
             warn.add(names[rule.name], message, rule.name)
-    return RuleSet(rules=rules, settings=settings, mailbox_providers=providers, source=path, warnings=warn.errors)
+    return RuleSet(rules=rules, settings=settings, mailbox_providers=providers, feedback_loops=loops, source=path,
+                   warnings=warn.errors)
 
 
 def rule_warnings(rule: Rule) -> list[str]:

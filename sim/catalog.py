@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.feedback_loops import FEEDBACK_LOOPS
 from detector.mailbox import mailbox_provider
 
 #: Share of recipients per provider group (sums to 1).
@@ -41,10 +42,10 @@ DOMAINS_BY_PROVIDER: dict[str, list[tuple[str, float]]] = {
               ("litwareinc.com", 0.08), ("woodgrovebank.com", 0.07)],
 }
 
-#: Providers that send per-message complaint reports (feedback loops). Gmail sends none
-#: (only aggregate rates in Postmaster Tools), nor do Apple or corporate servers, so a
-#: complaint event can only come from these.
-FBL_PROVIDERS = frozenset({"yahoo", "microsoft", "comcast", "gmx", "orange", "yandex", "mailru"})
+#: Providers that send per-message complaint reports (feedback loops): the detector's default
+#: table. Gmail sends none (only aggregate rates in Postmaster Tools), nor do Apple or
+#: corporate servers, so a complaint event can only come from these.
+FBL_PROVIDERS = FEEDBACK_LOOPS
 
 #: Baseline multipliers per provider (1.0 = campaign rate). Yahoo/AOL lists age worst,
 #: Microsoft blocks and defers most readily, corporate mailboxes disappear with jobs.

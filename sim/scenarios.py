@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .catalog import BULK_MEDIAN_SIZE
+from .catalog import BULK_MEDIAN_SIZE, DOMAINS
 from .traffic import COMPLAINT_DELAY_MEDIAN, Messages, scope_mask
 from .world import HOUR, RateEffect, Segment, VolumeChange, World, bulk_send_duration, volume_shape
 
@@ -154,8 +154,10 @@ def describe() -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- labels
 
-def expected_rate(metric: str, p: dict[str, np.ndarray], mask: np.ndarray) -> float | None:
-    """Expected observable rate over the masked messages for per-message probabilities ``p``."""
+def expected_rate(metric: str, p: dict[str, np.ndarray], mask: np.ndarray,
+                  fbl: np.ndarray | None = None) -> float | None:
+    """Expected observable rate over the masked messages for per-message probabilities ``p``
+    (``fbl``: per message, does its provider report complaints; needed for ``complaint_rate``)."""
     if not mask.any():
         return None
     attempted = 1.0 - p["drop"][mask]
@@ -164,8 +166,9 @@ def expected_rate(metric: str, p: dict[str, np.ndarray], mask: np.ndarray) -> fl
     if metric == "block_rate":
         return float(p["block"][mask].sum() / attempted.sum())
     if metric == "complaint_rate":
-        delivered = attempted - p["hard"][mask] - p["soft"][mask] - p["block"][mask]
-        return float((delivered * p["complaint"][mask]).sum() / delivered.sum())
+        # complaints per delivery to a provider with a feedback loop (the only ones that report)
+        delivered = (attempted - p["hard"][mask] - p["soft"][mask] - p["block"][mask]) * fbl[mask]
+        return float((delivered * p["complaint"][mask]).sum() / delivered.sum()) if delivered.sum() else None
     raise ValueError(f"no expected-rate formula for metric {metric!r}")
 
 
@@ -208,16 +211,17 @@ def finalize_label(spec: LabelSpec, scenario: str, world: World, msgs: Messages,
             label["unit"] = "delivery attempts/hour"
     else:
         mask = scope_mask(world, msgs, spec.scope) & (msgs.t >= spec.start) & (msgs.t < spec.end)
-        label["baseline_rate"] = expected_rate(spec.metric, msgs.p_base, mask)
+        fbl = DOMAINS.fbl[msgs.dom]
+        label["baseline_rate"] = expected_rate(spec.metric, msgs.p_base, mask, fbl)
         if spec.kind == "ramp":
             # The rate reached at the end of the ramp (the mean over the ramp is half-way).
             at_end = dict(msgs.p)
             outcome = {"block_rate": "block", "hard_bounce_rate": "hard"}[spec.metric]
             at_end[outcome] = np.where(mask, spec.target, msgs.p[outcome])
-            label["incident_rate"] = expected_rate(spec.metric, at_end, mask)
-            label["mean_incident_rate"] = expected_rate(spec.metric, msgs.p, mask)
+            label["incident_rate"] = expected_rate(spec.metric, at_end, mask, fbl)
+            label["mean_incident_rate"] = expected_rate(spec.metric, msgs.p, mask, fbl)
         else:
-            label["incident_rate"] = expected_rate(spec.metric, msgs.p, mask)
+            label["incident_rate"] = expected_rate(spec.metric, msgs.p, mask, fbl)
         label["messages"] = int(mask.sum())
         label["unit"] = "fraction"
         label["basis"] = "messages accepted in [start, end)"

@@ -115,17 +115,11 @@ def _arrival_times(rng: np.random.Generator, world: World, camp) -> tuple[np.nda
     return times, []
 
 
-def fbl_share(domain_p: np.ndarray) -> float:
-    """Share of a list whose provider reports complaints."""
-    return float(max(np.dot(domain_p, DOMAINS.fbl), 1e-6))
-
-
-def complaint_p(rate: float | np.ndarray, share: float | np.ndarray, dom: np.ndarray) -> np.ndarray:
-    """Per-message complaint probability that makes the *observable* rate equal ``rate``.
-
-    Complaints only come back from FBL providers, so those recipients complain at
-    ``rate / share`` and everyone else at zero (as seen by the ESP)."""
-    return np.minimum(np.asarray(rate) / np.asarray(share), 1.0) * DOMAINS.fbl[dom]
+def complaint_p(rate: float | np.ndarray, dom: np.ndarray) -> np.ndarray:
+    """Per-message complaint probability: ``rate`` is the rate ESPs report, complaints per
+    delivery to a provider with a feedback loop (as SES computes it, and as ddetect's
+    ``complaint_rate`` does); everyone else complains unseen (zero, as seen by the ESP)."""
+    return np.minimum(np.asarray(rate), 1.0) * DOMAINS.fbl[dom]
 
 
 def generate_messages(world: World, rng: np.random.Generator, ip_index: dict[str, int]) -> Messages:
@@ -137,7 +131,6 @@ def generate_messages(world: World, rng: np.random.Generator, ip_index: dict[str
         t, slices = _arrival_times(rng, world, camp)
         n = len(t)
         dom = rng.choice(len(DOMAINS.names), size=n, p=camp.domain_p)
-        share = fbl_share(camp.domain_p)
         hour = np.clip(((t - world.start) // HOUR).astype(np.int64), 0, n_hours - 1)
         jitter = np.exp(HOURLY_JITTER_SIGMA * rng.standard_normal((n_hours, len(_JITTERED)))
                         - HOURLY_JITTER_SIGMA ** 2 / 2)
@@ -145,7 +138,7 @@ def generate_messages(world: World, rng: np.random.Generator, ip_index: dict[str
         for key in RATE_KEYS:
             rate = camp.rates[key]
             if key == "complaint":
-                p = complaint_p(rate, share, dom)
+                p = complaint_p(rate, dom)
             elif key == "open":
                 p = np.where(_IS_APPLE[dom], APPLE_MPP_OPEN_RATE, rate)
             else:
@@ -156,7 +149,7 @@ def generate_messages(world: World, rng: np.random.Generator, ip_index: dict[str
         base = {k: v.copy() for k, v in probs.items()}
         for lo, hi, overrides in slices:
             for key, value in overrides.items():
-                probs[key][lo:hi] = complaint_p(value, share, dom[lo:hi]) if key == "complaint" else value
+                probs[key][lo:hi] = complaint_p(value, dom[lo:hi]) if key == "complaint" else value
         ips = np.array([ip_index[a] for a in camp.sender.ips])
         for name, arr in (("t", t), ("camp", np.full(n, ci, dtype=np.int32)), ("dom", dom.astype(np.int32)),
                           ("rid", rng.integers(0, 50_000_000, size=n)), ("ip", rng.choice(ips, size=n))):
@@ -208,8 +201,7 @@ def apply_effects(world: World, msgs: Messages) -> None:
             raise ValueError(f"unknown effect shape {eff.shape!r}")
         current = msgs.p[eff.outcome][inside]
         if eff.outcome == "complaint":
-            shares = np.array([fbl_share(c.domain_p) for c in world.campaigns])
-            target = complaint_p(eff.rate, shares[msgs.camp[inside]], msgs.dom[inside])
+            target = complaint_p(eff.rate, msgs.dom[inside])
         else:
             target = np.full(len(current), eff.rate)
         msgs.p[eff.outcome][inside] = current + (target - current) * frac

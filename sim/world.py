@@ -21,7 +21,8 @@ HOUR = 3600.0
 
 #: Baseline rate means (per message) and their campaign-to-campaign coefficient of variation.
 #: Hard/soft bounces follow Mailchimp's all-industry benchmark (0.40% / 0.61%); complaints
-#: are the observable complained/delivered rate (0.02-0.08% band); see anchors.md A.3.
+#: are the rate an ESP reports (0.02-0.08% band, anchors.md A.3), taken as SES computes it:
+#: complaints per delivery to providers with a feedback loop (the others report none).
 BASELINE: dict[str, tuple[float, float]] = {
     "drop": (0.003, 0.3),
     "hard": (0.004, 0.3),

@@ -184,7 +184,7 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
                 log.warning("rule %s cannot run on %s traffic (%s): %s (see `ddetect doctor`)",
                             v.rule, v.esp, v.status, v.detail)
                 metrics.rules_blind.labels(v.rule, v.esp, v.reason).set(1)
-            for delta in aggregate(batch, scope_defs, window, sequences).values():
+            for delta in aggregate(batch, scope_defs, window, sequences, ruleset.feedback_loops).values():
                 per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
         newest = float(batch.timestamp.max())
         # Every partition hears the newest event time, so its windows close on time

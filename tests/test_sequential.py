@@ -74,19 +74,19 @@ def test_sequence_walk_alarms_at_the_same_message_as_a_per_message_chart():
     assert chart["s"] == pytest.approx(ref.statistic)
 
 
-def test_complaints_weigh_like_counts_when_they_are_not_trials():
-    """complaint_rate = complaints / delivered: a complaint adds a + b, as x*a - (n-x)*b does."""
+def test_events_outside_the_denominator_weigh_like_counts():
+    """unsubscribe_rate = unsubscribes / delivered: an unsubscribe adds a + b, as x*a - (n-x)*b does."""
     rule = load_rules_text(RULES).rules[0]
-    roles = detectors.slot_roles("complaint_rate")
+    roles = detectors.slot_roles("unsubscribe_rate")
     chart = _chart(0.001, 0.005)
     a = np.log(5)
     b = np.log1p(-0.001) - np.log1p(-0.005)
-    seq = [4, 3, COUNTER_INDEX["complained"], T0]   # 3 deliveries, then a complaint
+    seq = [4, 3, COUNTER_INDEX["unsubscribed"], T0]   # 3 deliveries, then an unsubscribe
     detectors.cusum_sequence(rule, chart, seq, roles, True)
     assert chart["s"] == pytest.approx(max(0.0, 0 - 3 * b) + a + b)
-    # count form over the same 3 deliveries + 1 complaint from zero: x*a - (n-x)*b with x=1, n=3
+    # count form over the same 3 deliveries + 1 unsubscribe from zero: x*a - (n-x)*b with x=1, n=3
     chart2 = _chart(0.001, 0.005)
-    detectors.cusum_sequence(rule, chart2, [1, 0, COUNTER_INDEX["complained"], T0], roles, True)
+    detectors.cusum_sequence(rule, chart2, [1, 0, COUNTER_INDEX["unsubscribed"], T0], roles, True)
     assert chart2["s"] == pytest.approx(a + b)
 
 
