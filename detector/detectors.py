@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -93,10 +93,18 @@ def _warm(rule: Rule, st: dict, x: int, n: int) -> bool:
     return st["wn"] >= max(rule.warmup_messages, 1) and st["ww"] >= rule.warmup_windows
 
 
-def _span(rule: Rule, st: dict, x: int, n: int) -> tuple[int, int]:
-    st["recent"].append([x, n])
-    del st["recent"][:-rule.span_windows]
-    return sum(r[0] for r in st["recent"]), sum(r[1] for r in st["recent"])
+def _span(rule: Rule, st: dict, x: int, n: int, entry: list | None = None,
+          on_drop: Callable[[list], None] | None = None) -> tuple[int, int]:
+    """Add a window to the rule's rolling span; return the span's (x, n). ``entry`` is what
+    the span keeps for the window (default ``[x, n]``); ``on_drop`` hears each one that leaves."""
+    recent = st["recent"]
+    recent.append(entry if entry is not None else [x, n])
+    if len(recent) > rule.span_windows:
+        if on_drop is not None:
+            for old in recent[:-rule.span_windows]:
+                on_drop(old)
+        del recent[:-rule.span_windows]
+    return sum(r[0] for r in recent), sum(r[1] for r in recent)
 
 
 def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") -> tuple[int, int] | None:
@@ -331,16 +339,10 @@ def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window
 
 
 def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float) -> Finding | None:
-    recent = st["recent"]
-    recent.append([x, n, w])
-    if len(recent) > rule.span_windows:
-        for old in recent[:-rule.span_windows]:
-            exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
-        del recent[:-rule.span_windows]
-    xs = sum(r[0] for r in recent)
-    ns = sum(r[1] for r in recent)
-    e = exposure.exposure(st, [r[1] for r in recent], w + window, rule.span_windows * window,
-                          rule.lag_median, rule.lag_sigma)
+    def retire(old: list) -> None:  # a window left the span: its deliveries still draw complaints
+        exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+    xs, ns = _span(rule, st, x, n, [x, n, w], retire)
+    e = exposure.exposure(st, ns, w + window, rule.span_windows * window, rule.lag_median, rule.lag_sigma)
     st["exposure"] = e
     if e < max(1, rule.min_volume):
         return None

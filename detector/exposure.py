@@ -42,10 +42,9 @@ def retire(st: dict, window_start: float, n: int) -> None:
         old[key] = old.get(key, 0) + n
 
 
-def exposure(st: dict, recent_n: list[int], span_end: float, span_s: float,
-             median: float, sigma: float) -> float:
-    """The span's deliveries plus the shares of earlier deliveries whose complaints arrive in it."""
-    total = float(sum(recent_n))
+def exposure(st: dict, span_n: int, span_end: float, span_s: float, median: float, sigma: float) -> float:
+    """The span's ``span_n`` deliveries plus the shares of earlier deliveries whose complaints arrive in it."""
+    total = float(span_n)
     old = st.get("old")
     if old:
         for key in list(old):

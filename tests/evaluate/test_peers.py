@@ -26,6 +26,7 @@ class _Index:
         self.ev_seq = np.arange(n)
         self.ev_type = np.array([COUNTER_INDEX[t] for t in types])
         self.ev_bounce = np.array([COUNTER_INDEX[f"bounced_{b}"] if b else -1 for b in (bounce or [None] * n)])
+        self.ev_fbl = np.full(n, -1)          # gmail: no feedback loop
 
 
 def _stream(bad_from: float, bad_to: float, minutes: int = 180, per_min: int = 20, bad_share: float = 0.5):
