@@ -142,20 +142,46 @@ def chart_arl0(rule: Rule, trials_per_day: float | None) -> float:
     return float(10 ** (round(4 * math.log10(arl0)) / 4))
 
 
+def bank(rule: Rule, p0: float, arl0: float) -> tuple[dict, list[dict]]:
+    """The chart for ``rule.shift`` and one more per shift of ``rule.bank``, all at baseline ``p0``.
+
+    A chart tuned to one shift is slow on others (tuned to 3x, it needs twice the trials of the
+    optimal chart on a 20x stale list), and the size of the next incident is unknown. Each chart
+    of a bank of k is calibrated to k x ``arl0``: false alarms of the bank add up to at most
+    those of one chart at ``arl0`` (a union bound), and an incident is caught by the chart
+    nearest its size, at a cost of about ln(k) / I in delay. ``arl0`` stays the bank's budget
+    (what an alert reports); ``chart_arl0`` is each chart's own.
+    """
+    k = 1 + len(rule.bank)
+    per_chart = arl0 * k
+    charts = []
+    for i, shift in enumerate((rule.shift, *rule.bank)):
+        p1 = min(p0 * shift, 0.99)
+        if i == 0 and rule.p1 is not None and p0 < rule.p1 < 1:
+            p1 = rule.p1
+        if charts and p1 <= charts[-1]["p1"]:
+            continue    # capped at 0.99 like the one before it
+        charts.append({"p0": p0, "p1": p1, "h": cusum.calibrate_h(p0, p1, per_chart), "arl0": arl0,
+                       "chart_arl0": per_chart, "s": 0.0, "run_x": 0, "run_n": 0})
+    return charts[0], charts[1:]
+
+
 def _arm_cusum(rule: Rule, st: dict, trials_per_day: float | None = None) -> None:
     """Freeze the warm-up baseline and calibrate the chart's threshold to its ARL0."""
     p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
-    p1 = rule.p1 if rule.p1 is not None and rule.p1 > p0 else min(p0 * rule.shift, 0.99)
-    if not p0 < p1 < 1:
-        p1 = min(p0 * rule.shift, 0.99)
-    arl0 = chart_arl0(rule, trials_per_day)
-    st.update(phase="armed", p0=p0, p1=p1, h=cusum.calibrate_h(p0, p1, arl0), arl0=arl0, s=0.0, run_x=0,
-              run_n=0, hist=[])
+    main, more = bank(rule, p0, chart_arl0(rule, trials_per_day))
+    st.update(phase="armed", hist=[], **main)
+    if more:
+        st["bank"] = more
+    else:
+        st.pop("bank", None)
 
 
 def _chart_finding(rule: Rule, chart: dict, sid: str, w: float, x: int, n: int, *, fire: bool, calm: bool,
                    statistic: float, incident_events: int, detected_at: float | None = None) -> Finding:
     extra = {"p1": chart["p1"], "arl0": chart.get("arl0", rule.arl0), "incident_events": incident_events}
+    if "chart_arl0" in chart and chart["chart_arl0"] != extra["arl0"]:
+        extra["chart_arl0"] = chart["chart_arl0"]   # one chart of a bank
     if detected_at is not None:
         extra["sequential"] = True
     return Finding(rule, sid, w, x, n, fire=fire, calm=calm, statistic=statistic, baseline=chart["p0"],
@@ -202,11 +228,17 @@ def provisional_chart(rule: Rule, st: dict) -> dict | None:
         return None
     pre = st.get("pre")
     if pre is None:
-        p0 = rule.baseline_cap
-        p1 = min(p0 * rule.shift, 0.99)
-        pre = st["pre"] = {"p0": p0, "p1": p1, "h": cusum.calibrate_h(p0, p1, rule.arl0), "s": 0.0,
-                           "run_x": 0, "run_n": 0}
+        pre, more = bank(rule, rule.baseline_cap, rule.arl0)
+        if more:
+            pre["bank"] = more
+        st["pre"] = pre
     return pre
+
+
+def charts(chart: dict) -> list[dict]:
+    """A chart and the rest of its bank (:func:`bank`)."""
+    more = chart.get("bank")
+    return [chart, *more] if more else [chart]
 
 
 def sequential_finding(rule: Rule, chart: dict, sid: str, w: float,

@@ -151,11 +151,12 @@ class Engine:
             chart = rst if rst["phase"] == "armed" else detectors.provisional_chart(rule, rst)
             if chart is None:
                 continue
+            bank = detectors.charts(chart)
             for start in starts:
                 marks = seq.get(start)
                 if marks is None:  # deliveries only
-                    if chart["s"] == 0.0:
-                        continue  # the chart is at zero and stays there
+                    if all(c["s"] == 0.0 for c in bank):
+                        continue  # the charts are at zero and stay there
                     counts = delta.windows[start]
                     n = (counts[trial_slots[0]] + counts[trial_slots[1]] if len(trial_slots) == 2
                          else sum([counts[i] for i in trial_slots]))
@@ -167,9 +168,12 @@ class Engine:
                 key = wkey(start)
                 if rule.min_sends > 0 and not sends.sending(st["windows"].get(key), cov, SENDING_RATIO, first):
                     continue  # outcomes trailing a finished send: not a fair sample, not charted
-                crossings = detectors.cusum_sequence(rule, chart, marks, roles, delivered_counts)
-                for crossing in crossings:
-                    finding = detectors.sequential_finding(rule, chart, delta.scope_id, start, crossing)
+                crossings = [(crossing, c) for c in bank
+                             for crossing in detectors.cusum_sequence(rule, c, marks, roles, delivered_counts)]
+                if len(crossings) > 1:
+                    crossings.sort(key=lambda cc: cc[0][0])   # the first chart to cross names the alarm
+                for crossing, c in crossings:
+                    finding = detectors.sequential_finding(rule, c, delta.scope_id, start, crossing)
                     alert = self._transition(rule, rst, st, finding, st["reasons"].get(key, {}))
                     if alert:
                         self._pending.append(alert)

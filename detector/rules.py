@@ -52,6 +52,9 @@ class Rule:
     resolve_idle_windows: int = 12   # a firing rate alert resolves after this many windows without traffic
     # cusum
     shift: float = 2.5
+    #: More shifts charted beside ``shift`` (``shift: [3, 15]`` in a rule file): a bank of charts,
+    #: one per shift, the false-alarm budget split evenly between them (:func:`detector.detectors.bank`).
+    bank: tuple[float, ...] = ()
     p1: float | None = None
     arl0: float = 1e7
     fa_per_scope_day: float | None = None   # false-alarm budget per scope and day; ARL0 follows per scope
@@ -232,10 +235,16 @@ def _check_value(kind: str, node: yaml.Node, value: Any, window: float) -> Any:
             raise ValueError(f"must be between 0 and 1, got {v}")
         return v
     if kind == "shift":
-        v = number()
-        if v <= 1:
-            raise ValueError(f"must be > 1 (the out-of-control rate is shift x baseline), got {v}")
-        return v
+        values = value if isinstance(value, list) else [value]
+        out = []
+        for value in values:
+            v = number()
+            if v <= 1:
+                raise ValueError(f"must be > 1 (the out-of-control rate is shift x baseline), got {v}")
+            out.append(v)
+        if not out or len(set(out)) != len(out):
+            raise ValueError("must be a number or a list of distinct numbers (a bank of charts)")
+        return sorted(out) if isinstance(values, list) and len(values) > 1 else out[0]
     if kind == "ratio":
         v = number()
         if v < 1:
@@ -345,6 +354,11 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         return None
     if values.pop("enabled", True) is False:
         return None
+    if isinstance(values.get("shift"), list):
+        if "p1" in values:
+            errs.add(keys["shift"][1], "a bank of shifts and p1 exclude each other (p1 fixes one chart)", rname)
+            return None
+        values["shift"], values["bank"] = values["shift"][0], tuple(values["shift"][1:])
     for src, dst in (("span", "span_windows"), ("false_alarms_per_scope_day", "fa_per_scope_day")):
         if src in values:
             values[dst] = values.pop(src)
