@@ -557,14 +557,20 @@ def oracle_arl0(first: Mapping | None, label: Mapping, budget: float, trials_per
     return arl0, f"budget {budget:g}/scope-day at {trials_per_day:,.0f} trials/day"
 
 
+def oracle_rates(label: Mapping) -> tuple[float | None, float | None]:
+    """(p0, p1) the oracle is tuned to: the label's true baseline and its incident rate (a ramp:
+    the mean rate over the ramp, not the rate it reaches at the end)."""
+    p1 = label.get("mean_incident_rate") if label["kind"] == "ramp" else label.get("incident_rate")
+    return label.get("baseline_rate"), p1
+
+
 def run_oracle(index: "TrafficIndex", label: Mapping, first: Mapping | None, ddetect_delay: float | None, *,
                rules: Mapping[str, object], run_start: float, run_end: float, grace: float,
                lag_median: Sequence[float] | None = None) -> dict:
     """The oracle's delay on one label next to ddetect's (see :mod:`ddetect.oracle`)."""
     from .oracle import ORACLE_LEAD, oracle_delay
 
-    p0 = label.get("baseline_rate")
-    p1 = label.get("mean_incident_rate") if label["kind"] == "ramp" else label.get("incident_rate")
+    p0, p1 = oracle_rates(label)
     out: dict = {"ddetect_delay_s": ddetect_delay, "p0": p0, "p1": p1}
     if p0 is None or p1 is None or not 0 < p0 < p1 < 1:
         out["error"] = f"no (p0, p1) pair to tune to: p0={p0}, p1={p1}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ddetect.evaluate import (DELAY_GOALS, PEER_MIN_COMMON, delay_goals, evaluate_run, fa_budget, goal_shorts,
-                              onset_and_end_goals, oracle_arl0, oracle_goal, peer_goal, summarize)
+                              onset_and_end_goals, oracle_arl0, oracle_goal, oracle_rates, peer_goal, summarize)
 from ddetect.oracle import OracleTrials, chart_value, lognormal_cdf, oracle_delay, run_chart
 from detector import cusum
 from detector.rules import default_rules_path
@@ -66,7 +66,8 @@ def test_absolute_delay_goals_pass_fail_and_list_the_late_ones():
     assert set(goals) == {"old list", "block", "silence"}
     old = goals["old list"]
     assert old.passed is False and old.detail.startswith("1/2 within 15.0 min")
-    assert "too late: old-list/old-list seed 2 16.7 min" in old.detail and "seed 1" not in old.detail.split("too late")[1]
+    assert "too late: old-list/old-list seed 2 16.7 min" in old.detail
+    assert "seed 1" not in old.detail.split("too late")[1]
     assert goals["block"].passed is True and "1/1 within 30.0 min" in goals["block"].detail
     assert goals["silence"].passed is False and "missed: silent-stop/silent-stop seed 1" in goals["silence"].detail
     # a runaway is held to no delay; an absent kind is N/A
@@ -82,7 +83,8 @@ def test_limit_is_inclusive():
 
 @pytest.mark.parametrize("ddetect, oracle, verdict, text", [
     (800.0, {"delay_s": 600.0}, True, "oracle 10.0 min, ddetect 13.3 min, 1.33x"),
-    (1000.0, {"delay_s": 600.0}, False, "FAIL wrong-segment/wrong-segment seed 1: oracle 10.0 min, ddetect 16.7 min, 1.67x"),
+    (1000.0, {"delay_s": 600.0}, False,
+     "FAIL wrong-segment/wrong-segment seed 1: oracle 10.0 min, ddetect 16.7 min, 1.67x"),
     (None, {"delay_s": 600.0}, False, "ddetect MISSED"),
     (1000.0, {"delay_s": None}, True, "oracle no alarm by the horizon"),
     (1000.0, {"error": "no trials in the label's scope"}, False, "oracle not run"),
@@ -249,6 +251,13 @@ def test_oracle_arl0_comes_from_the_compared_rule():
              "a": SimpleNamespace(fa_per_scope_day=2e-3), "b": SimpleNamespace(fa_per_scope_day=1e-3)}
     assert fa_budget(rules, {"rule_hint": "complaint_spike"}) == 1e-3
     assert fa_budget(rules, {"rule_hint": "a"}) == 2e-3
+
+
+def test_oracle_is_tuned_to_the_true_rates():
+    step = {"kind": "step", "baseline_rate": 0.001, "incident_rate": 0.006}
+    ramp = {"kind": "ramp", "baseline_rate": 0.004, "incident_rate": 0.15, "mean_incident_rate": 0.08}
+    assert oracle_rates(step) == (0.001, 0.006)
+    assert oracle_rates(ramp) == (0.004, 0.08)
 
 
 def test_oracle_runs_on_a_simulated_wrong_segment():
