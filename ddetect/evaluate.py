@@ -59,6 +59,25 @@ min_total), because a series still warming up cannot alarm and would dilute the 
 false-alarm goal is judged per 1,000 armed series-days, with the one-sided 95% Poisson
 (Garwood) upper bound printed next to it; per 1,000 scope-days is still reported.
 
+Goals (:func:`check_goals`, one PASS/FAIL line each; N/A when nothing in the run can show it):
+every labelled incident detected; step changes within 1.5x the bound above; at most 1 false
+alarm per 1,000 armed series-days on the clean runs; per incident kind (:data:`DELAY_GOALS`,
+by the label's ``incident`` name) the first matching alert within 15 min of the onset for an
+old list (the onset is the start of the stale send), 30 min for a provider block (step; a
+throttle is one of its matching families) and 30 min for a silent flow; a runaway has no delay
+goal. Complaint spikes (wrong segment) and ramps (reputation decay), whose evidence arrives
+slowly, are held to 1.5x the delay of an *oracle* on the same stream (:mod:`ddetect.oracle`):
+a CUSUM over the label scope's trials that is given the true baseline and incident rates and
+the true complaint lag distribution, counts each trial's evidence when it becomes observable,
+and has its threshold set by the exact Brook-Evans chain to the ARL0 of the rule it is compared
+with (the first matching CUSUM alert's, else the pack's false-alarm budget per scope-day at the
+scope's trials per day). 0 alerts before onset: no firing alert of an incident run before the
+onset of its first label (any rule, any scope: each is a false alarm on the clean stretch
+before the incident); 0 alerts after the input ends: no firing alert of any run detected after
+the newest event time of its stream. Median delay at most a quarter of the best peer's: per
+peer, both medians over the incidents both caught; a peer is judged only on at least 3 such
+incidents, and the goal must hold against every judged peer (so against the best).
+
 Profiles and sets: ``--profile`` filters each simulated stream to the event types its ESP
 really posts (:mod:`sim.profiles`: ``sends``, ``outcome-only``, ``esp-mix``, one ESP);
 ``--set heldout`` runs the frozen held-out variants and seeds (:mod:`sim.heldout`) instead
@@ -93,6 +112,36 @@ DEFAULT_GRACE = 3600.0
 BATCH = 20_000                      # events per Engine.process call, as ddetect replay
 GOAL_DELAY_RATIO = 1.5
 GOAL_FA_PER_1000 = 1.0
+GOAL_ORACLE_RATIO = 1.5
+GOAL_PEER_FRACTION = 0.25
+#: A peer is held to the median-delay goal only on at least this many incidents caught by both.
+PEER_MIN_COMMON = 3
+
+
+@dataclass(frozen=True)
+class DelayGoal:
+    """One incident kind's delay goal: ``limit`` seconds after the onset (``kind`` "absolute") or
+    ``limit`` x the oracle's delay on the same incident (``kind`` "oracle", :mod:`ddetect.oracle`)."""
+
+    kind: str
+    limit: float
+    name: str
+    short: str = ""
+
+
+#: The issue's delay goals by label ``incident`` name (sim/scenarios.py; the held-out variants and
+#: the demo reuse the same names). The onset of an old list is the start of its send. A runaway
+#: flow (volume surge) has no delay goal in the issue: it is held to being detected only.
+DELAY_GOALS: dict[str, DelayGoal | None] = {
+    "old-list": DelayGoal("absolute", 15 * 60.0, "old list within 15 min of the send starting", "old list"),
+    "provider-block": DelayGoal("absolute", 30 * 60.0, "provider throttle/block within 30 min", "block"),
+    "silent-stop": DelayGoal("absolute", 30 * 60.0, "silent flow within 30 min", "silence"),
+    "wrong-segment": DelayGoal("oracle", GOAL_ORACLE_RATIO, "complaint spikes and ramps within "
+                               f"{GOAL_ORACLE_RATIO:g}x the oracle's delay", "oracle"),
+    "reputation-decay": DelayGoal("oracle", GOAL_ORACLE_RATIO, "complaint spikes and ramps within "
+                                  f"{GOAL_ORACLE_RATIO:g}x the oracle's delay", "oracle"),
+    "runaway": None,
+}
 
 #: Alert metrics that count as detecting a label of the key's metric (besides the rule hint).
 METRIC_FAMILY: dict[str, frozenset[str]] = {
@@ -433,6 +482,125 @@ def cusum_numbers(rule, label: Mapping, alert: Mapping | None) -> dict:
     return out
 
 
+# ============================================================================ oracle (slow evidence)
+
+def oracle_trials(index: "TrafficIndex", scope: Mapping[str, str], metric: str,
+                  lag_median: Sequence[float] | None = None, lag_sigma: float | None = None):
+    """The trials of ``metric`` in ``scope`` as :mod:`ddetect.oracle` sees them (one per message).
+
+    A rate whose numerator event is one of its trials (``block_rate``: a block bounce is a
+    delivery attempt) is in reported mode: trial clock = the message's accepted time, outcome
+    known at the attempt event's time. Otherwise (``complaint_rate``) lagged mode: trial clock =
+    the delivery, a complaint known when it arrives, no news otherwise, with the log-normal lag
+    of each message's campaign (``lag_median`` per campaign index, ``lag_sigma``)."""
+    from .oracle import OracleTrials, lognormal_cdf
+    from sim.traffic import COMPLAINT_DELAY_MEDIAN, COMPLAINT_DELAY_SIGMA
+
+    m = METRICS[metric]
+    den = [COUNTER_INDEX[c] for c in (m.denominator or ())]
+    num = [COUNTER_INDEX[c] for c in m.numerator]
+    if not den:
+        return None
+    _, first = np.unique(index.ev_seq, return_index=True)      # webhook duplicates repeat their seq
+    rows = np.zeros(len(index.ev_seq), dtype=bool)
+    rows[first] = True
+    rows &= index.mask(scope)[index.ev_msg]
+
+    def counted(counters):
+        return rows & (np.isin(index.ev_type, counters) | np.isin(index.ev_bounce, counters))
+
+    trial_rows, pos_rows = counted(den), counted(num)
+    reported = all(c in m.denominator or c.split("_")[0] in m.denominator for c in m.numerator)
+    order = np.lexsort((index.ev_ts[trial_rows], index.ev_msg[trial_rows]))
+    t_msg, t_ts = index.ev_msg[trial_rows][order], index.ev_ts[trial_rows][order]
+    msgs, at = np.unique(t_msg, return_index=True)                # first trial event per message
+    t_ts = t_ts[at]
+    if reported:
+        is_pos = np.zeros(len(index.ev_seq), dtype=bool)
+        is_pos[pos_rows] = True
+        pos = is_pos[trial_rows][order][at]
+        return OracleTrials(send=index.t[msgs], obs=t_ts, positive=pos)
+    p_msg = index.ev_msg[pos_rows]
+    p_ts = index.ev_ts[pos_rows]
+    porder = np.lexsort((p_ts, p_msg))
+    pm, pat = np.unique(p_msg[porder], return_index=True)
+    obs = np.full(len(msgs), np.inf)
+    where = np.searchsorted(msgs, pm)
+    ok = (where < len(msgs)) & (msgs[np.minimum(where, len(msgs) - 1)] == pm)
+    obs[where[ok]] = p_ts[porder][pat][ok]
+    camp = index.fields["campaign"][1][msgs]
+    medians = (np.asarray(lag_median, dtype=float)[camp] if lag_median is not None
+               else np.full(len(msgs), COMPLAINT_DELAY_MEDIAN))
+    sigma = COMPLAINT_DELAY_SIGMA if lag_sigma is None else float(lag_sigma)
+    values, counts = np.unique(medians, return_counts=True)
+    weights = counts / max(1, counts.sum())
+
+    def cdf(u, values=values, weights=weights, sigma=sigma):
+        return sum(w * lognormal_cdf(u, med, sigma) for med, w in zip(values, weights))
+
+    return OracleTrials(send=t_ts, obs=obs, positive=np.isfinite(obs), lag_cdf=cdf)
+
+
+def fa_budget(rules: Mapping[str, object], label: Mapping) -> float:
+    """The pack's false-alarm budget per scope-day for the label: its hint rule's
+    ``false_alarms_per_scope_day``, else the smallest one in the pack, else the FA goal's."""
+    for name in hint_rules(label):
+        budget = getattr(rules.get(name), "fa_per_scope_day", None)
+        if budget:
+            return float(budget)
+    budgets = [r.fa_per_scope_day for r in rules.values() if getattr(r, "fa_per_scope_day", None)]
+    return float(min(budgets)) if budgets else GOAL_FA_PER_1000 / 1000.0
+
+
+def oracle_arl0(first: Mapping | None, label: Mapping, budget: float, trials_per_day: float) -> tuple[float, str]:
+    """ARL0 (trials) of the rule the oracle is compared with, and where it comes from.
+
+    The first matching alert's own ARL0 when it is a CUSUM alert on the label's metric (the
+    chart the engine ran); otherwise (a policy or window rule, or a miss) the engine's rule for
+    CUSUM scopes applied to the pack's budget: max(trials per day / budget, 1e4)."""
+    if first is not None and first.get("test") == "cusum" and first.get("metric") == label["metric"] \
+            and first.get("arl0"):
+        return float(first["arl0"]), f"ARL0 of {first['rule']}'s chart"
+    arl0 = max(trials_per_day / budget, 1e4)
+    return arl0, f"budget {budget:g}/scope-day at {trials_per_day:,.0f} trials/day"
+
+
+def oracle_rates(label: Mapping) -> tuple[float | None, float | None]:
+    """(p0, p1) the oracle is tuned to: the label's true baseline and its incident rate (a ramp:
+    the mean rate over the ramp, not the rate it reaches at the end)."""
+    p1 = label.get("mean_incident_rate") if label["kind"] == "ramp" else label.get("incident_rate")
+    return label.get("baseline_rate"), p1
+
+
+def run_oracle(index: "TrafficIndex", label: Mapping, first: Mapping | None, ddetect_delay: float | None, *,
+               rules: Mapping[str, object], run_start: float, run_end: float, grace: float,
+               lag_median: Sequence[float] | None = None) -> dict:
+    """The oracle's delay on one label next to ddetect's (see :mod:`ddetect.oracle`)."""
+    from .oracle import ORACLE_LEAD, oracle_delay
+
+    p0, p1 = oracle_rates(label)
+    out: dict = {"ddetect_delay_s": ddetect_delay, "p0": p0, "p1": p1}
+    if p0 is None or p1 is None or not 0 < p0 < p1 < 1:
+        out["error"] = f"no (p0, p1) pair to tune to: p0={p0}, p1={p1}"
+        return out
+    trials = oracle_trials(index, label["scope"], label["metric"], lag_median)
+    if trials is None or not len(trials.send):
+        out["error"] = "no trials in the label's scope"
+        return out
+    per_day = len(trials.send) / max((run_end - run_start) / DAY, 1e-9)
+    arl0, source = oracle_arl0(first, label, fa_budget(rules, label), per_day)
+    onset = float(label["start"])
+    t_start = max(run_start, onset - ORACLE_LEAD)
+    t_end = min(run_end, float(label["end"]) + grace_for(label, grace))
+    out.update(oracle_delay(trials, float(p0), float(p1), arl0, onset, t_start, t_end))
+    out.update(arl0_source=source, trials_per_day=per_day,
+               mode="reported" if trials.lag_cdf is None else "lagged")
+    od = out["delay_s"]
+    if ddetect_delay is not None and od is not None:
+        out["ratio"] = ddetect_delay / od if od > 0 else math.inf
+    return out
+
+
 #: Scenarios whose rules judge steady flows only (volume_surge, campaign_silence arm after a
 #: day of traffic): they run with this much simulated history before the scored period.
 HISTORY: dict[str, float] = {"silent-stop": 26 * 3600.0, "runaway": 26 * 3600.0, "demo": 26 * 3600.0}
@@ -512,10 +680,33 @@ def evaluate_run(scenario: str, seed: int, *, scale: float, duration: float, rul
     for j, label in enumerate(labels):
         hits = sorted(float(alerts[i]["detected_at"]) for i in match.by_label[j])
         first_delays.append(hits[0] - label["start"] if hits else None)
+    run_start = DEFAULT_START - history
+    oracle: list[dict | None] = [None] * len(labels)
+    lag_median = None
+    for j, label in enumerate(labels):
+        goal = DELAY_GOALS.get(label["incident"])
+        if goal is None or goal.kind != "oracle":
+            continue
+        if lag_median is None:
+            from sim.profiles import behaviour
+            from sim.traffic import COMPLAINT_DELAY_MEDIAN, RETRY_GAPS
+
+            lag_median = behaviour(profile, list(table.camp_esp), RETRY_GAPS, COMPLAINT_DELAY_MEDIAN).complaint_median
+        first = min((alerts[i] for i in match.by_label[j]), key=lambda a: a["detected_at"], default=None)
+        first = _trim(first) if first is not None else None
+        oracle[j] = run_oracle(index, label, first, first_delays[j], rules=rules, run_start=run_start,
+                               run_end=end, grace=grace, lag_median=lag_median)
+    onsets = [float(lb["start"]) for lb in labels]
+    early = [i for i, a in enumerate(alerts) if onsets and a["status"] == "firing"
+             and float(a["detected_at"]) < min(onsets)]
+    related = [i for i in early if any(scope_relation(alerts[i]["scope"], lb["scope"], index.closure, index.overlaps)
+                                       for lb in labels)]
     result = {
         "scenario": variant or scenario, "base_scenario": scenario, "variant": variant, "profile": profile,
         "params": {k: list(v) if isinstance(v, tuple) else v for k, v in (params or {}).items()},
-        "first_delays": first_delays, "peers": peer_results,
+        "first_delays": first_delays, "peers": peer_results, "oracle": oracle,
+        "last_event_ts": float(index.ev_ts.max()) if len(index.ev_ts) else None, "run_start": run_start,
+        "early_related": related,
         "seed": seed, "scale": scale, "duration": duration, "start": DEFAULT_START,
         "window": window, "events": len(table), "labels": labels,
         "alerts": [_trim(a) for a in alerts], "matched": match.by_label, "false_alarms": match.false_alarms,
@@ -585,6 +776,7 @@ class Goal:
     name: str
     passed: bool | None      # None: not evaluated (no scenario in this run to check it on)
     detail: str
+    short: str = ""          # a word for side-by-side overviews (bench/bench_detection.py)
 
     @property
     def verdict(self) -> str:
@@ -702,7 +894,11 @@ def peer_summary(runs: Sequence[Mapping], peer: str | None = None) -> dict:
 
 
 def check_goals(s: Summary) -> list[Goal]:
-    """The issue's goals: every scenario detected, step delay <= 1.5x bound, <= 1 FA / 1,000 scope-days."""
+    """The issue's "Done when" goals, one PASS/FAIL/N/A line each with the numbers behind it:
+    every scenario detected; step delay <= 1.5x the exact CUSUM bound; <= 1 FA per 1,000 armed
+    series-days; the absolute delay goals per incident kind and the oracle goal
+    (:data:`DELAY_GOALS`); 0 alerts before onset and after the input ends; median delay at most
+    a quarter of the best peer's."""
     goals = []
     missed = []
     for run in s.runs:
@@ -710,9 +906,11 @@ def check_goals(s: Summary) -> list[Goal]:
             if not m:
                 missed.append(f"{run['scenario']}/{label['incident']} seed {run['seed']}")
     n_labels = s.overall["labels"]
+    unknown = sorted({lb["incident"] for run in s.runs for lb in run["labels"]} - set(DELAY_GOALS))
     goals.append(Goal("every scenario detected", not missed and n_labels > 0,
                       f"{n_labels - len(missed)}/{n_labels} labelled incidents detected"
-                      + (f"; missed: {', '.join(missed)}" if missed else "")))
+                      + (f"; missed: {', '.join(missed)}" if missed else "")
+                      + (f"; no delay goal in DELAY_GOALS for: {', '.join(unknown)}" if unknown else "")))
     bad, checked, unchecked = [], [], []
     for row in s.rows:
         if row["kind"] != "step" or not row["hinted"]:
@@ -749,7 +947,204 @@ def check_goals(s: Summary) -> list[Goal]:
                           f"warm-up){weak}"))
     else:
         goals.append(Goal(name, None, "not evaluated: the clean scenario was not run"))
+    goals += delay_goals(s.runs)
+    goals += oracle_goal(s.runs)
+    goals += onset_and_end_goals(s.runs)
+    goals.append(peer_goal(s.runs))
+    for g, short in zip(goals, goal_shorts()):
+        g.short = short
     return goals
+
+
+def _goal_names(kind: str) -> list[DelayGoal]:
+    return list({g.name: g for g in DELAY_GOALS.values() if g is not None and g.kind == kind}.values())
+
+
+def goal_shorts() -> list[str]:
+    """One word per line of :func:`check_goals`, in its order."""
+    return (["detected", "bound", "FA"] + [g.short for g in _goal_names("absolute")]
+            + [g.short for g in _goal_names("oracle")] + ["before onset", "after end", "peers"])
+
+
+def _incident(run: Mapping, j: int) -> str:
+    return f"{run['scenario']}/{run['labels'][j]['incident']} seed {run['seed']}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def delay_goals(runs: Sequence[Mapping]) -> list[Goal]:
+    """One line per absolute delay goal of :data:`DELAY_GOALS`: the first matching alert of every
+    labelled incident of that kind within the limit of its onset (a miss fails)."""
+    goals = []
+    for dg in _goal_names("absolute"):
+        name, limit = dg.name, dg.limit
+        ok, late, missed, delays = [], [], [], []
+        for run in runs:
+            for j, label in enumerate(run["labels"]):
+                goal = DELAY_GOALS.get(label["incident"])
+                if goal is None or goal.name != name:
+                    continue
+                d = (run.get("first_delays") or [None] * len(run["labels"]))[j]
+                if d is None:
+                    missed.append(_incident(run, j))
+                    continue
+                delays.append(d)
+                (ok if d <= limit else late).append(f"{_incident(run, j)} {_minutes(d)}")
+        n = len(ok) + len(late) + len(missed)
+        if not n:
+            goals.append(Goal(name, None, "not evaluated: no such incident was run", dg.short))
+            continue
+        detail = (f"{len(ok)}/{n} within {_minutes(limit)} (median {_minutes(_median(delays))}, "
+                  f"max {_minutes(max(delays, default=None))})")
+        if late:
+            detail += "; too late: " + ", ".join(late)
+        if missed:
+            detail += "; missed: " + ", ".join(missed)
+        goals.append(Goal(name, not late and not missed, detail, dg.short))
+    return goals
+
+
+def oracle_goal(runs: Sequence[Mapping]) -> list[Goal]:
+    """Incidents whose evidence arrives slowly (:data:`DELAY_GOALS` kind "oracle"): ddetect's first
+    matching alert within the limit x the oracle's delay on the same incident (:mod:`ddetect.oracle`),
+    side by side. A miss fails; an incident the oracle did not catch within the matching horizon
+    but ddetect did passes; an oracle that could not run (no rate pair, no trials) fails the line."""
+    items: dict[str, list[str]] = {}
+    verdicts: dict[str, list[bool]] = {}
+    for run in runs:
+        for j, label in enumerate(run["labels"]):
+            goal = DELAY_GOALS.get(label["incident"])
+            if goal is None or goal.kind != "oracle":
+                continue
+            o = (run.get("oracle") or [None] * len(run["labels"]))[j] or {}
+            dd = (run.get("first_delays") or [None] * len(run["labels"]))[j]
+            what = _incident(run, j)
+            if o.get("error") or not o:
+                text, good = f"{what}: oracle not run ({o.get('error', 'no result')})", False
+            elif dd is None:
+                text, good = f"{what}: oracle {_minutes(o.get('delay_s'))}, ddetect MISSED", False
+            elif o.get("delay_s") is None:
+                text, good = f"{what}: oracle no alarm by the horizon, ddetect {_minutes(dd)}", True
+            else:
+                ratio = o.get("ratio", dd / o["delay_s"] if o["delay_s"] > 0 else math.inf)
+                text, good = (f"{what}: oracle {_minutes(o['delay_s'])}, ddetect {_minutes(dd)}, "
+                              f"{_fmt(ratio, '.2f')}x", ratio <= goal.limit)
+            if o.get("pre_onset_alarms"):
+                text += f" (oracle alarmed {o['pre_onset_alarms']}x before the onset)"
+            items.setdefault(goal.name, []).append(("" if good else "FAIL ") + text)
+            verdicts.setdefault(goal.name, []).append(good)
+    out = []
+    for dg in _goal_names("oracle"):
+        name = dg.name
+        if name not in items:
+            out.append(Goal(name, None, "not evaluated: no complaint or ramp incident was run", dg.short))
+            continue
+        v = verdicts[name]
+        out.append(Goal(name, all(v), f"{sum(v)}/{len(v)} within; " + "; ".join(items[name]), dg.short))
+    return out
+
+
+def onset_and_end_goals(runs: Sequence[Mapping]) -> list[Goal]:
+    """0 alerts before onset: firing alerts of an incident run (one with labels) detected before the
+    onset of its earliest label. Every such alert is a false alarm on the clean stretch that
+    precedes the incident (matching needs detected_at >= onset), whatever its scope; the detail
+    says how many were on a scope related to an incident's (an early page there would hint at
+    a leak of the future or an incident that began before its label) and how many elsewhere.
+    Alerts before a later label's onset, after the first incident began, are not counted here
+    (matched, or counted as false alarms). 0 alerts after the input ends: firing alerts of any
+    run (incident or clean) detected after the newest event timestamp of the stream."""
+    early, related, incident_runs = [], 0, 0
+    for run in runs:
+        if not run["labels"]:
+            continue
+        incident_runs += 1
+        first = min(float(lb["start"]) for lb in run["labels"])
+        mine = [i for i, a in enumerate(run["alerts"]) if a["status"] == "firing" and float(a["detected_at"]) < first]
+        related += len(set(mine) & set(run.get("early_related", ())))
+        early += [(run, run["alerts"][i], first) for i in mine]
+    if incident_runs:
+        detail = f"{len(early)} firing alerts before the first onset in {incident_runs} incident runs"
+        if early:
+            detail += (f" ({related} on a scope related to the run's incident, {len(early) - related} elsewhere): "
+                       + ", ".join(f"{r['scenario']} seed {r['seed']} {a['rule']} "
+                                   f"{(first - float(a['detected_at'])) / 60:.0f} min before"
+                                   for r, a, first in early[:8]) + (" ..." if len(early) > 8 else ""))
+        before = Goal("0 alerts before onset", not early, detail)
+    else:
+        before = Goal("0 alerts before onset", None, "not evaluated: no incident run")
+    after, resolved, checked = [], 0, 0
+    for run in runs:
+        last = run.get("last_event_ts")
+        if last is None:
+            continue
+        checked += 1
+        for a in run["alerts"]:
+            if float(a["detected_at"]) > float(last):
+                if a["status"] == "firing":
+                    after.append((run, a, float(a["detected_at"]) - float(last)))
+                else:
+                    resolved += 1
+    if checked:
+        detail = (f"{len(after)} firing alerts after the newest event in {checked} runs"
+                  + (": " + ", ".join(f"{r['scenario']} seed {r['seed']} {a['rule']} +{d:.0f} s"
+                                     for r, a, d in after[:8]) if after else "")
+                  + f" ({resolved} resolved alerts after it)")
+        end = Goal("0 alerts after the input ends", not after, detail)
+    else:
+        end = Goal("0 alerts after the input ends", None, "not evaluated: runs carry no last event time")
+    return [before, end]
+
+
+def peer_comparison(runs: Sequence[Mapping], peer: str) -> dict:
+    """ddetect's and one peer's median delay on the incidents both caught (first matching alert)."""
+    mine, theirs, n = [], [], 0
+    for run in runs:
+        part = run.get("peers", {}).get(peer)
+        if part is None:
+            continue
+        for j in range(len(run["labels"])):
+            n += 1
+            d, p = run["first_delays"][j], part["delays"][j]
+            if d is not None and p is not None:
+                mine.append(d)
+                theirs.append(p)
+    return {"peer": peer, "labels": n, "common": len(mine), "ddetect_median_s": _median(mine),
+            "peer_median_s": _median(theirs)}
+
+
+def peer_goal(runs: Sequence[Mapping]) -> Goal:
+    """Median delay at most :data:`GOAL_PEER_FRACTION` of the best peer's, on the same incidents.
+
+    Per peer, the incidents caught by both ddetect and that peer; the medians of both on those.
+    A peer is judged only on at least :data:`PEER_MIN_COMMON` such incidents (a median of one or
+    two incidents, the few a weak peer catches, says little; it is reported, not judged). The
+    goal holds when ddetect's median is within the fraction of every judged peer's, so in
+    particular of the best (fastest) one; N/A when no peer ran or none could be judged."""
+    name = f"median delay <= {GOAL_PEER_FRACTION:g}x the best peer's (incidents caught by both)"
+    peers = sorted({p for r in runs for p in r.get("peers", {})})
+    if not peers:
+        return Goal(name, None, "not evaluated: no peer rule set was run (--peers)")
+    comps = [peer_comparison(runs, p) for p in peers]
+    judged = [c for c in comps if c["common"] >= PEER_MIN_COMMON and c["peer_median_s"]]
+    parts, bad = [], []
+    for c in comps:
+        if c in judged:
+            ratio = c["ddetect_median_s"] / c["peer_median_s"]
+            ok = ratio <= GOAL_PEER_FRACTION
+            if not ok:
+                bad.append(c["peer"])
+            parts.append(f"{c['peer']}: ddetect {_minutes(c['ddetect_median_s'])} vs {_minutes(c['peer_median_s'])} "
+                         f"on {c['common']} common = {ratio:.2f}x" + ("" if ok else " FAIL"))
+        else:
+            parts.append(f"{c['peer']}: {c['common']} common incidents, too few to judge (< {PEER_MIN_COMMON})"
+                         + (f"; ddetect {_minutes(c['ddetect_median_s'])} vs {_minutes(c['peer_median_s'])}"
+                            if c["common"] else ""))
+    if not judged:
+        return Goal(name, None, "; ".join(parts))
+    best = min(judged, key=lambda c: c["peer_median_s"])
+    return Goal(name, not bad, f"best peer {best['peer']}; " + "; ".join(parts))
 
 
 # ============================================================================ output
@@ -887,6 +1282,7 @@ def write_report(s: Summary, out_dir: str | os.PathLike, *, settings: Mapping, p
         "",
         *[f"- **{g.verdict}** {g.name}: {g.detail}" for g in s.goals],
         "",
+        *_oracle_md(s.runs),
         "## Detection per scenario and rule",
         "",
         "Medians over seeds (ratio: mean over seeds). `(+)` marks a rule that is not the label's hint but whose",
@@ -928,6 +1324,34 @@ def write_report(s: Summary, out_dir: str | os.PathLike, *, settings: Mapping, p
     readme.write_text("\n".join(md) + "\n", encoding="utf-8")
     written.insert(0, readme)
     return written
+
+
+ORACLE_COLUMNS = ("scenario", "seed", "incident", "oracle delay", "ddetect delay", "ratio", "p0 (true)", "p1",
+                  "mode", "ARL0 (trials)", "h (nats)", "ARL0 from", "oracle alarms before onset")
+
+
+def oracle_rows(runs: Sequence[Mapping]) -> list[list[str]]:
+    """Per incident held to the oracle goal: the oracle's numbers next to ddetect's."""
+    rows = []
+    for run in runs:
+        for j, o in enumerate(run.get("oracle") or ()):
+            if not o:
+                continue
+            rows.append([run["scenario"], str(run["seed"]), run["labels"][j]["incident"], _minutes(o.get("delay_s")),
+                         _minutes(o.get("ddetect_delay_s")), _fmt(o.get("ratio"), ".2f"), _fmt(o.get("p0"), ".3g"),
+                         _fmt(o.get("p1"), ".3g"), o.get("mode", o.get("error", "-")), _fmt(o.get("arl0"), ".3g"),
+                         _fmt(o.get("h"), ".2f"), o.get("arl0_source", "-"), str(o.get("pre_onset_alarms", "-"))])
+    return rows
+
+
+def _oracle_md(runs: Sequence[Mapping]) -> list[str]:
+    rows = oracle_rows(runs)
+    if not rows:
+        return []
+    return ["## Oracle on the slow-evidence incidents", "",
+            "A CUSUM given the true baseline, the incident rate and the true complaint lag, on the same stream",
+            "(`ddetect/oracle.py`); threshold from the exact Brook-Evans chain at the compared rule's ARL0.", "",
+            _md_table(ORACLE_COLUMNS, rows), ""]
 
 
 def _observed_text(obs: Mapping | None) -> str:

@@ -77,7 +77,7 @@ def test_evaluate_writes_table_report_and_plots(tmp_path, capsys):
     for text in ("scenario", "chart trials", "provider_block", "every scenario detected",
                  "exact CUSUM bound", "per 1,000 scope-days", "precision"):
         assert text in printed
-    assert sum(line.startswith(("PASS", "FAIL", "N/A")) for line in printed.splitlines()) == 3
+    assert sum(line.startswith(("PASS", "FAIL", "N/A")) for line in printed.splitlines()) == 10
     readme = (out / "README.md").read_text()
     assert readme.startswith("# Detection quality on simulated traffic")
     for text in ("## Goals", "| scenario | incident | rule |", "## False alarms", "## Per run",
