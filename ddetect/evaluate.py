@@ -507,7 +507,8 @@ def oracle_trials(index: "TrafficIndex", scope: Mapping[str, str], metric: str,
     rows &= index.mask(scope)[index.ev_msg]
 
     def counted(counters):
-        return rows & (np.isin(index.ev_type, counters) | np.isin(index.ev_bounce, counters))
+        return rows & (np.isin(index.ev_type, counters) | np.isin(index.ev_bounce, counters)
+                       | np.isin(index.ev_fbl, counters))
 
     trial_rows, pos_rows = counted(den), counted(num)
     reported = all(c in m.denominator or c.split("_")[0] in m.denominator for c in m.numerator)
