@@ -374,7 +374,8 @@ def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int
     def retire(old: list) -> None:  # a window left the span: its deliveries still draw complaints
         exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
     xs, ns = _span(rule, st, x, n, [x, n, w], retire)
-    e = exposure.exposure(st, ns, w + window, rule.span_windows * window, rule.lag_median, rule.lag_sigma)
+    e = exposure.exposure(st, st["recent"], w + window, rule.span_windows * window, rule.lag_median, rule.lag_sigma,
+                          rule.lag_fastest, window)
     st["exposure"] = e
     if e < max(1, rule.min_volume):
         return None

@@ -72,6 +72,7 @@ class Rule:
     baseline_days: int = 28
     lag_median: float = 0.0          # seconds; > 0 judges the span against its delayed-feedback exposure
     lag_sigma: float = 1.5
+    lag_fastest: float = 0.0         # seconds; median of the fastest plausible lag (discounts the span's own deliveries)
     # volume
     factor: float = 3.0
     seasonal: bool = False
@@ -307,8 +308,12 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
                         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 5:
                             raise ValueError("must be a number in (0, 5]")
                         values["lag_sigma"] = float(v)
+                    elif sk == "fastest":
+                        values["lag_fastest"] = parse_duration(_plain(svnode))
+                        if values["lag_fastest"] <= 0:
+                            raise ValueError("must be > 0")
                     else:
-                        errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma)", rname)
+                        errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma, fastest)", rname)
                 except ValueError as exc:
                     errs.add(svnode, f"lag.{sk} {exc}", rname)
             continue
@@ -348,6 +353,9 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         return None
     if values.get("baseline_cap") is not None and values["baseline_cap"] < values.get("baseline_floor", 1e-4):
         errs.add(keys["baseline_cap"][1], "baseline_cap must be >= baseline_floor", rname)
+        return None
+    if values.get("lag_fastest", 0.0) > values.get("lag_median", 0.0) > 0:
+        errs.add(keys["lag"][1], "lag.fastest must not exceed lag.median (it bounds the lag from below)", rname)
         return None
     if values.get("resolve_windows") == 0:
         errs.add(keys["resolve"][1], "resolve.windows must be >= 1", rname)

@@ -199,9 +199,17 @@ def _bulk_name(base: str, start: float) -> str:
     return f"{base}-{stamp}"
 
 
+#: A healthy campaign's complaint rate stays inside the healthy band (anchors.md A.3: 0.02-0.08%):
+#: a draw from the Beta's tail above SES's 0.1% review line would be a real compliance incident
+#: on a stream labelled clean.
+HEALTHY_COMPLAINT_MAX = 0.0008
+
+
 def _campaign_rates(rng: np.random.Generator, kind: str) -> dict[str, float]:
     factors = KIND_FACTORS[kind]
-    return {key: draw_rate(rng, mean * factors.get(key, 1.0), cv) for key, (mean, cv) in BASELINE.items()}
+    rates = {key: draw_rate(rng, mean * factors.get(key, 1.0), cv) for key, (mean, cv) in BASELINE.items()}
+    rates["complaint"] = min(rates["complaint"], HEALTHY_COMPLAINT_MAX)
+    return rates
 
 
 def _domain_mix(rng: np.random.Generator) -> np.ndarray:
