@@ -75,3 +75,36 @@ def test_a_wrong_segment_still_pages():
     assert min(a["detected_at"] for a in pages) < T0 + 4 * HOUR
     keys = [a["dedup_key"] for a in pages]
     assert len(keys) == len(set(keys)), keys  # one page per scope while its complaints trickle in
+
+
+def test_the_fastest_lag_discounts_the_span_own_deliveries():
+    """Each window of the span counts for F_fast(age of its middle) of its deliveries; older ones
+    keep their slow-lag share; without ``fastest`` the span's deliveries count in full."""
+    recent = [[0, 1000, T0], [0, 1000, T0 + 300.0], [0, 0, T0 + 600.0]]
+    end = T0 + 900.0
+    full = exposure.exposure({}, recent, end, 900.0, 6 * HOUR, 1.5)
+    assert full == 2000.0
+    fast = exposure.exposure({}, recent, end, 900.0, 6 * HOUR, 1.5, fastest=600.0, window=300.0)
+    expected = 1000 * (stats.lognorm.cdf(750.0, 1.5, scale=600.0) + stats.lognorm.cdf(450.0, 1.5, scale=600.0))
+    assert fast == pytest.approx(expected) and fast < full
+
+
+def test_a_fastest_lag_longer_than_the_median_is_rejected():
+    from detector.rules import RuleError, load_rules_text
+    text = ("rules:\n  - {name: c, test: policy, metric: complaint_rate, scope: [campaign], category: complaints,\n"
+            "     severity: critical, rate: 0.001, span: 24h, lag: {median: 1h, sigma: 1.5, fastest: 2h}}\n")
+    with pytest.raises(RuleError) as info:
+        load_rules_text(text, path="r.yaml")
+    assert "lag.fastest must not exceed lag.median" in str(info.value)
+    assert load_rules_text(text.replace("fastest: 2h", "fastest: 10m")).rules[0].lag_fastest == 600.0
+
+
+def test_a_young_wrong_segment_pages_sooner_with_the_fastest_lag():
+    events = _bulk_with_lagged_complaints(seed=6, size=60_000, rate=0.006, lag_median=1 * HOUR)
+    rules = load_rules(default_rules_path())
+    assert all(r.lag_fastest == 600.0 for r in rules.rules if r.lag_median)
+    full = RuleSet([dataclasses.replace(r, lag_fastest=0.0) for r in rules.rules], rules.settings,
+                   rules.mailbox_providers, rules.source)
+    first = {name: min(a["detected_at"] for a in _complaint_pages(events, rs) if a["rule"] == "complaint_spike")
+             for name, rs in (("fast", rules), ("full", full))}
+    assert first["fast"] < first["full"]
