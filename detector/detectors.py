@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.stats import beta as beta_dist
 
-from . import cusum, drift, exposure, flow, policy, volume, window_test
+from . import cusum, drift, exposure, flow, policy, surge, volume, window_test
 from .counts import COUNTERS
 from .rates import METRICS
 from .rules import Rule
@@ -439,6 +439,45 @@ def _volume_warmup(rule: Rule, st: dict, w: float, count: int, window: float) ->
             st["ww"] = st["active"] = 0
 
 
+def _eval_surge(rule: Rule, st: dict, sid: str, w: float, count: int, window: float, per_window: float,
+                k: float) -> Finding:
+    """A windowed GLR scan over the last ``max_run`` windows (:mod:`detector.surge`).
+
+    The windows of a candidate run are held back from the flow's profile until they leave the
+    look-back without an alarm: a surge's first windows, not yet conclusive on their own (an
+    onset mid-window, a 3x flow below ``min_volume``), would otherwise be learned as normal,
+    raising the hour's mean and the overdispersion until the surge no longer looks surprising.
+    Windows of a firing incident are never learned. While firing, each window is judged on its
+    own for recovery: calm below the geometric midpoint of the usual rate and the floor.
+    """
+    held = st.setdefault("run", [])
+    held.append([w, float(count), float(per_window)])
+    max_run = max(rule.run_windows, 1)
+    del held[:-max_run]
+    firing = st["firing"]
+    res = surge.scan([h[1] for h in held], [h[2] for h in held], k, factor=rule.factor, alpha=rule.alpha,
+                     max_run=max_run, min_volume=rule.min_volume, min_expected=rule.min_expected)
+    fire = res.fire and not firing
+    calm = not res.fire and count < math.sqrt(rule.factor) * per_window
+    out = max(0, len(held) - (max_run - 1))   # windows no later run can include
+    if res.fire:
+        held.clear()                           # the run is the incident: never learned
+    elif out:
+        if not firing:
+            for hw, hc, _ in held[:out]:
+                _volume_learn(rule, st, hw, hc, window)
+        del held[:out]
+    if res.windows:
+        x, expected, p = res.count, res.expected, res.p_value
+    else:
+        x, expected, p = float(count), per_window, res.p_value
+    return Finding(rule, sid, w, int(x), int(x), fire=fire, calm=calm, p_value=p, statistic=x / max(expected, 1e-9),
+                   baseline=expected, threshold=res.threshold, expected=expected,
+                   extra={"dispersion": k if math.isfinite(k) else None, "run_windows": res.windows,
+                          "ratio": round(x / expected, 2) if expected > 0 else None, "factor": rule.factor,
+                          "window_count": int(count), "window_expected": round(per_window, 2)})
+
+
 def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: float) -> Finding | None:
     """Volume surge (negative-binomial upper tail) or silence (a run of empty windows that the
     learned hour-of-day rate makes improbable, :mod:`detector.flow`)."""
@@ -450,36 +489,27 @@ def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: fl
     per_window = _volume_expected(rule, st, w)
     k = flow.dispersion(st["flow"])
     if rule.test == "surge":
-        if rule.span_windows > 1:
-            count, _ = _span(rule, st, count, count)
-        expected = per_window * rule.span_windows
-        p = float(volume.negbin_surge_pvalue(count, max(expected, 1e-9), k))
-        fire = (count >= max(rule.min_volume, 1) and count >= rule.factor * expected
-                and p < rule.alpha and expected >= rule.min_expected)
-        calm = not fire and count < rule.factor * expected
-        if not fire and not st["firing"]:
-            _volume_learn(rule, st, w, count / max(rule.span_windows, 1), window)
+        return _eval_surge(rule, st, sid, w, count, window, per_window, k)
+    expected = per_window
+    held = st.setdefault("held", [])
+    if count == 0:
+        # extend the run of empty windows; learn them only if the run ends without an alarm
+        st["run_logp"] = st.get("run_logp", 0.0) + math.log(max(flow.p_zero(per_window, k), 1e-300))
+        st["run_mu"] = st.get("run_mu", 0.0) + per_window
+        held.append(w)
     else:
-        expected = per_window
-        held = st.setdefault("held", [])
-        if count == 0:
-            # extend the run of empty windows; learn them only if the run ends without an alarm
-            st["run_logp"] = st.get("run_logp", 0.0) + math.log(max(flow.p_zero(per_window, k), 1e-300))
-            st["run_mu"] = st.get("run_mu", 0.0) + per_window
-            held.append(w)
-        else:
-            if held and not st["firing"]:
-                for hw in held:
-                    _volume_learn(rule, st, hw, 0, window)
-            st["run_logp"], st["run_mu"], st["held"] = 0.0, 0.0, []
-        p = math.exp(st.get("run_logp", 0.0))
-        fire = count == 0 and st.get("run_mu", 0.0) >= rule.min_expected and p < rule.alpha
-        calm = count > 0 and count >= 0.5 * per_window  # recovered, not a trickle of retries
-        if fire:
-            st["held"] = []
-            expected = st["run_mu"]
-        if count > 0 and not st["firing"]:
-            _volume_learn(rule, st, w, count, window)
+        if held and not st["firing"]:
+            for hw in held:
+                _volume_learn(rule, st, hw, 0, window)
+        st["run_logp"], st["run_mu"], st["held"] = 0.0, 0.0, []
+    p = math.exp(st.get("run_logp", 0.0))
+    fire = count == 0 and st.get("run_mu", 0.0) >= rule.min_expected and p < rule.alpha
+    calm = count > 0 and count >= 0.5 * per_window  # recovered, not a trickle of retries
+    if fire:
+        st["held"] = []
+        expected = st["run_mu"]
+    if count > 0 and not st["firing"]:
+        _volume_learn(rule, st, w, count, window)
     return Finding(rule, sid, w, count, count, fire=fire, calm=calm, p_value=p, statistic=float(count),
                    baseline=expected, threshold=rule.alpha, expected=expected,
                    extra={"dispersion": k if math.isfinite(k) else None})

@@ -79,6 +79,7 @@ class Rule:
     min_expected: float = 0.0
     ewma: float = 0.1
     min_active: float = 0.0          # share of warm-up windows with traffic before a volume rule arms
+    run_windows: int = 1             # surge: evidence accumulates over runs of up to this many windows
 
     @property
     def scope_fields(self) -> tuple[str, ...]:
@@ -170,6 +171,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
     "q": ("prob", ("binomial", "betabinomial")),
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
+    "max_run": ("duration", ("surge",)),
     "min_effect": ("ratio", ("binomial", "betabinomial", "drift")),
     "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "drift", "surge", "silence")),
     "baseline_days": ("count", ("drift",)),
@@ -367,7 +369,13 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
             errs.add(keys["shift"][1], "a bank of shifts and p1 exclude each other (p1 fixes one chart)", rname)
             return None
         values["shift"], values["bank"] = values["shift"][0], tuple(values["shift"][1:])
-    for src, dst in (("span", "span_windows"), ("false_alarms_per_scope_day", "fa_per_scope_day")):
+    if values["test"] == "surge" and "span" in values:
+        if "max_run" in values:
+            errs.add(keys["span"][1], "a surge rule takes max_run (span is its older name), not both", rname)
+            return None
+        values["max_run"] = values.pop("span")   # a pooled span is the longest run the scan judges
+    for src, dst in (("span", "span_windows"), ("max_run", "run_windows"),
+                     ("false_alarms_per_scope_day", "fa_per_scope_day")):
         if src in values:
             values[dst] = values.pop(src)
     values["scope"] = tuple(values["scope"])
