@@ -8,7 +8,7 @@ bincounts rather than a million Python iterations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -36,10 +36,13 @@ _BOUNCE_OFFSET = len(EVENT_TYPES)
 _ATTEMPT_TYPES = np.zeros(len(EVENT_TYPES), dtype=bool)
 _ATTEMPT_TYPES[[TYPE_CODE["delivered"], TYPE_CODE["bounced"], TYPE_CODE["deferred"]]] = True
 
+#: Events that carry a reason worth showing as evidence.
+_REASON_MASK = np.zeros(len(EVENT_TYPES), dtype=bool)
+_REASON_MASK[[TYPE_CODE[t] for t in ("bounced", "complained", "deferred", "dropped")]] = True
+
 #: Event fields a scope can be built from.
 SCOPE_FIELDS = ("campaign", "mailbox_provider", "sending_domain", "ip_pool", "recipient_domain", "provider")
-#: Events that carry a reason worth showing as evidence.
-_REASON_TYPES = {TYPE_CODE["bounced"], TYPE_CODE["complained"], TYPE_CODE["deferred"], TYPE_CODE["dropped"]}
+
 
 
 class Vocabulary:
@@ -94,25 +97,48 @@ class EventBatch:
         if vocab is None:
             vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
         n = len(events)
-        ts = np.fromiter((e["timestamp"] for e in events), dtype=np.float64, count=n)
-        tcode = np.fromiter((TYPE_CODE[e["type"]] for e in events), dtype=np.int8, count=n)
-        bcode = np.fromiter((BOUNCE_CODE.get(e.get("bounce_class"), -1) for e in events), dtype=np.int8, count=n)
+        # One pass over the dicts (each is touched once), then one C-level pass per column.
+        rows = [(e["timestamp"], e["type"], e.get("bounce_class"), e.get("attempt"),
+                 e.get("campaign"), e.get("mailbox_provider"), e.get("sending_domain"), e.get("ip_pool"),
+                 e.get("recipient_domain"), e.get("provider")) for e in events]  # as SCOPE_FIELDS
+        if n:
+            ts_col, type_col, bounce_col, attempt_col, *field_cols = zip(*rows)
+        else:
+            ts_col = type_col = bounce_col = attempt_col = ()
+            field_cols = [()] * len(SCOPE_FIELDS)
+        del rows
+        ts = np.fromiter(ts_col, dtype=np.float64, count=n)
+        tcode = np.fromiter(map(TYPE_CODE.__getitem__, type_col), dtype=np.int8, count=n)
+        bcode = np.fromiter(map(BOUNCE_CODE.get, bounce_col, repeat(-1)), dtype=np.int8, count=n)
         cols = {}
-        for f in SCOPE_FIELDS:
-            code = vocab[f].code
-            cols[f] = np.fromiter((code(e.get(f)) for e in events), dtype=np.int32, count=n)
-        reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
-                   if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
-        attempt = np.fromiter((e.get("attempt") or 0 for e in events), dtype=np.int16, count=n)
+        for f, values in zip(SCOPE_FIELDS, field_cols):
+            voc = vocab[f]
+            if type(voc) is Vocabulary:
+                codes = voc.codes
+                for v in dict.fromkeys(values):  # new values get codes in order of first occurrence
+                    if v is not None and v not in codes:
+                        voc.code(v)
+                cols[f] = np.fromiter(map(codes.get, values, repeat(-1)), dtype=np.int32, count=n)
+            else:
+                cols[f] = np.fromiter(map(voc.code, values), dtype=np.int32, count=n)
+        reasons = []
+        for i in np.flatnonzero(_REASON_MASK[tcode]).tolist():  # bounces, complaints, deferrals, drops
+            e = events[i]
+            if e.get("reason") or e.get("smtp_code"):
+                reasons.append((i, e.get("smtp_code"), e.get("reason")))
+        attempt = np.fromiter([a or 0 for a in attempt_col], dtype=np.int16, count=n)
         is_attempt = _ATTEMPT_TYPES[tcode]
         first = (attempt == 1) & is_attempt
         if retries is not None:
-            deferred_code = TYPE_CODE["deferred"]
-            for i in np.flatnonzero(is_attempt).tolist():
-                e = events[i]
-                verdict = retries.first_attempt(e.get("message_id"), tcode[i] == deferred_code, e["timestamp"])
-                if verdict and not attempt[i]:
-                    first[i] = True
+            rows = np.flatnonzero(is_attempt)
+            row_list = rows.tolist()
+            picked = [events[i] for i in row_list]
+            verdicts = retries.first_attempts([e.get("message_id") for e in picked],
+                                              (tcode[rows] == TYPE_CODE["deferred"]).tolist(),
+                                              [e["timestamp"] for e in picked])
+            new_first = [i for i, verdict, a in zip(row_list, verdicts, attempt[rows].tolist()) if verdict and not a]
+            if new_first:
+                first[new_first] = True
         throttled = None
         # first-attempt deferrals only: a retry of a throttled message is the same trial again,
         # and after a bulk send its retries would outnumber the sends

@@ -94,9 +94,13 @@ def _warm(rule: Rule, st: dict, x: int, n: int) -> bool:
 
 
 def _span(rule: Rule, st: dict, x: int, n: int) -> tuple[int, int]:
-    st["recent"].append([x, n])
-    del st["recent"][:-rule.span_windows]
-    return sum(r[0] for r in st["recent"]), sum(r[1] for r in st["recent"])
+    recent = st["recent"]
+    recent.append([x, n])
+    del recent[:-rule.span_windows]
+    return sum([r[0] for r in recent]), sum([r[1] for r in recent])
+
+
+_POOL_KEYS = {p: (p + "x", p + "n", p + "s") for p in ("p", "c")}
 
 
 def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") -> tuple[int, int] | None:
@@ -109,7 +113,7 @@ def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") ->
     (summed counts give the same LLR) without judging the tail on its own. ``prefix`` names
     the pool, so one rule can keep two (the chart's and the calm test's).
     """
-    kx, kn, ks = prefix + "x", prefix + "n", prefix + "s"
+    kx, kn, ks = _POOL_KEYS.get(prefix) or (prefix + "x", prefix + "n", prefix + "s")
     x, n, sends = x + st.get(kx, 0), n + st.get(kn, 0), sends + st.get(ks, 0)
     need_n = max(1, rule.min_volume) if rule.test == "cusum" else 1
     if n < need_n or sends < rule.min_sends:
@@ -337,10 +341,11 @@ def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int
         for old in recent[:-rule.span_windows]:
             exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
         del recent[:-rule.span_windows]
-    xs = sum(r[0] for r in recent)
-    ns = sum(r[1] for r in recent)
-    e = exposure.exposure(st, [r[1] for r in recent], w + window, rule.span_windows * window,
-                          rule.lag_median, rule.lag_sigma)
+    recent_n = [r[1] for r in recent]
+    xs = sum([r[0] for r in recent])
+    ns = sum(recent_n)
+    e = exposure.exposure(st, recent_n, w + window, rule.span_windows * window,
+                          rule.lag_median, rule.lag_sigma, total=ns)
     st["exposure"] = e
     if e < max(1, rule.min_volume):
         return None

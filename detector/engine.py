@@ -104,6 +104,7 @@ class Engine:
             else:
                 for delta in deltas(counted).values():
                     self.apply_delta(delta)
+            del counted  # freed now, not walked by the collector when it resumes
             return self.advance(float(batch.timestamp.max()))
 
     def apply_delta(self, delta: ScopeDelta) -> int:
@@ -196,7 +197,7 @@ class Engine:
                 key = repr(float(start))  # wkey
                 if rule.min_sends > 0:
                     if cov is None:
-                        cov, first = sends.coverage(st), sends.numbered(st)
+                        cov, first = sends.coverage_numbered(st)
                     if not sends.sending(st["windows"].get(key), cov, SENDING_RATIO, first):
                         continue  # outcomes trailing a finished send: not a fair sample, not charted
                 crossings = detectors.cusum_sequence(rule, chart, marks, roles, delivered_counts)
@@ -283,7 +284,7 @@ class Engine:
             counts = st["windows"].pop(key, zeros)
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
-            cov, first = sends.coverage(st), sends.numbered(st)
+            cov, first = sends.coverage_numbered(st)
             sent = sends.sends(counts, cov, first)
             rules_st = st["rules"]
             for rule, order, test, kind, num, den, idle_check in plans.get(fields, ()):

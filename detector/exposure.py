@@ -43,9 +43,11 @@ def retire(st: dict, window_start: float, n: int) -> None:
 
 
 def exposure(st: dict, recent_n: list[int], span_end: float, span_s: float,
-             median: float, sigma: float) -> float:
-    """The span's deliveries plus the shares of earlier deliveries whose complaints arrive in it."""
-    total = float(sum(recent_n))
+             median: float, sigma: float, total: float | None = None) -> float:
+    """The span's deliveries plus the shares of earlier deliveries whose complaints arrive in it.
+
+    ``total``: ``sum(recent_n)`` when the caller has it."""
+    total = float(sum(recent_n) if total is None else total)
     old = st.get("old")
     if old:
         for key in list(old):
