@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
+from .gcpause import gc_paused
 from .smtp_codes import is_throttle
 
 if TYPE_CHECKING:
@@ -98,15 +99,16 @@ class EventBatch:
             vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
         n = len(events)
         # One pass over the dicts (each is touched once), then one C-level pass per column.
-        rows = [(e["timestamp"], e["type"], e.get("bounce_class"), e.get("attempt"),
-                 e.get("campaign"), e.get("mailbox_provider"), e.get("sending_domain"), e.get("ip_pool"),
-                 e.get("recipient_domain"), e.get("provider")) for e in events]  # as SCOPE_FIELDS
-        if n:
-            ts_col, type_col, bounce_col, attempt_col, *field_cols = zip(*rows)
-        else:
-            ts_col = type_col = bounce_col = attempt_col = ()
-            field_cols = [()] * len(SCOPE_FIELDS)
-        del rows
+        with gc_paused():  # a tuple per event: no collections while they are built and dropped
+            rows = [(e["timestamp"], e["type"], e.get("bounce_class"), e.get("attempt"),
+                     e.get("campaign"), e.get("mailbox_provider"), e.get("sending_domain"), e.get("ip_pool"),
+                     e.get("recipient_domain"), e.get("provider")) for e in events]  # as SCOPE_FIELDS
+            if n:
+                ts_col, type_col, bounce_col, attempt_col, *field_cols = zip(*rows)
+            else:
+                ts_col = type_col = bounce_col = attempt_col = ()
+                field_cols = [()] * len(SCOPE_FIELDS)
+            del rows
         ts = np.fromiter(ts_col, dtype=np.float64, count=n)
         tcode = np.fromiter(map(TYPE_CODE.__getitem__, type_col), dtype=np.int8, count=n)
         bcode = np.fromiter(map(BOUNCE_CODE.get, bounce_col, repeat(-1)), dtype=np.int8, count=n)
