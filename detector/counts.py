@@ -8,13 +8,14 @@ bincounts rather than a million Python iterations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .event import BOUNCE_CLASSES, EVENT_TYPES
 from .feedback_loops import FEEDBACK_LOOPS, flags as feedback_loop_flags
+from .gcpause import gc_paused
 from .smtp_codes import is_throttle
 
 if TYPE_CHECKING:
@@ -40,10 +41,13 @@ _BOUNCE_OFFSET = len(EVENT_TYPES)
 _ATTEMPT_TYPES = np.zeros(len(EVENT_TYPES), dtype=bool)
 _ATTEMPT_TYPES[[TYPE_CODE["delivered"], TYPE_CODE["bounced"], TYPE_CODE["deferred"]]] = True
 
+#: Events that carry a reason worth showing as evidence.
+_REASON_MASK = np.zeros(len(EVENT_TYPES), dtype=bool)
+_REASON_MASK[[TYPE_CODE[t] for t in ("bounced", "complained", "deferred", "dropped")]] = True
+
 #: Event fields a scope can be built from.
 SCOPE_FIELDS = ("campaign", "mailbox_provider", "sending_domain", "ip_pool", "recipient_domain", "provider")
-#: Events that carry a reason worth showing as evidence.
-_REASON_TYPES = {TYPE_CODE["bounced"], TYPE_CODE["complained"], TYPE_CODE["deferred"], TYPE_CODE["dropped"]}
+
 
 
 class Vocabulary:
@@ -98,25 +102,49 @@ class EventBatch:
         if vocab is None:
             vocab = {f: Vocabulary() for f in SCOPE_FIELDS}
         n = len(events)
-        ts = np.fromiter((e["timestamp"] for e in events), dtype=np.float64, count=n)
-        tcode = np.fromiter((TYPE_CODE[e["type"]] for e in events), dtype=np.int8, count=n)
-        bcode = np.fromiter((BOUNCE_CODE.get(e.get("bounce_class"), -1) for e in events), dtype=np.int8, count=n)
+        # One pass over the dicts (each is touched once), then one C-level pass per column.
+        with gc_paused():  # a tuple per event: no collections while they are built and dropped
+            rows = [(e["timestamp"], e["type"], e.get("bounce_class"), e.get("attempt"),
+                     e.get("campaign"), e.get("mailbox_provider"), e.get("sending_domain"), e.get("ip_pool"),
+                     e.get("recipient_domain"), e.get("provider")) for e in events]  # as SCOPE_FIELDS
+            if n:
+                ts_col, type_col, bounce_col, attempt_col, *field_cols = zip(*rows)
+            else:
+                ts_col = type_col = bounce_col = attempt_col = ()
+                field_cols = [()] * len(SCOPE_FIELDS)
+            del rows
+        ts = np.fromiter(ts_col, dtype=np.float64, count=n)
+        tcode = np.fromiter(map(TYPE_CODE.__getitem__, type_col), dtype=np.int8, count=n)
+        bcode = np.fromiter(map(BOUNCE_CODE.get, bounce_col, repeat(-1)), dtype=np.int8, count=n)
         cols = {}
-        for f in SCOPE_FIELDS:
-            code = vocab[f].code
-            cols[f] = np.fromiter((code(e.get(f)) for e in events), dtype=np.int32, count=n)
-        reasons = [(i, e.get("smtp_code"), e.get("reason")) for i, e in enumerate(events)
-                   if tcode[i] in _REASON_TYPES and (e.get("reason") or e.get("smtp_code"))]
-        attempt = np.fromiter((e.get("attempt") or 0 for e in events), dtype=np.int16, count=n)
+        for f, values in zip(SCOPE_FIELDS, field_cols):
+            voc = vocab[f]
+            if type(voc) is Vocabulary:
+                codes = voc.codes
+                for v in dict.fromkeys(values):  # new values get codes in order of first occurrence
+                    if v is not None and v not in codes:
+                        voc.code(v)
+                cols[f] = np.fromiter(map(codes.get, values, repeat(-1)), dtype=np.int32, count=n)
+            else:
+                cols[f] = np.fromiter(map(voc.code, values), dtype=np.int32, count=n)
+        reasons = []
+        for i in np.flatnonzero(_REASON_MASK[tcode]).tolist():  # bounces, complaints, deferrals, drops
+            e = events[i]
+            if e.get("reason") or e.get("smtp_code"):
+                reasons.append((i, e.get("smtp_code"), e.get("reason")))
+        attempt = np.fromiter([a or 0 for a in attempt_col], dtype=np.int16, count=n)
         is_attempt = _ATTEMPT_TYPES[tcode]
         first = (attempt == 1) & is_attempt
         if retries is not None:
-            deferred_code = TYPE_CODE["deferred"]
-            for i in np.flatnonzero(is_attempt).tolist():
-                e = events[i]
-                verdict = retries.first_attempt(e.get("message_id"), tcode[i] == deferred_code, e["timestamp"])
-                if verdict and not attempt[i]:
-                    first[i] = True
+            rows = np.flatnonzero(is_attempt)
+            row_list = rows.tolist()
+            picked = [events[i] for i in row_list]
+            verdicts = retries.first_attempts([e.get("message_id") for e in picked],
+                                              (tcode[rows] == TYPE_CODE["deferred"]).tolist(),
+                                              [e["timestamp"] for e in picked])
+            new_first = [i for i, verdict, a in zip(row_list, verdicts, attempt[rows].tolist()) if verdict and not a]
+            if new_first:
+                first[new_first] = True
         throttled = None
         # first-attempt deferrals only: a retry of a throttled message is the same trial again,
         # and after a bulk send its retries would outnumber the sends
@@ -178,17 +206,6 @@ def _factorize(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse.astype(np.int64)
 
 
-def _decode(uniq: np.ndarray, radix: list[int], vocabs: list[list[str]]) -> list[list[str]]:
-    """Field values of each combined (mixed-radix) scope code."""
-    parts = []
-    rest = uniq.copy()
-    for r in reversed(radix):
-        rest, digit = np.divmod(rest, r)
-        parts.append(digit)
-    parts.reverse()
-    return [[vocabs[i][int(parts[i][u])] for i in range(len(radix))] for u in range(uniq.size)]
-
-
 _DELIVERED = TYPE_CODE["delivered"]
 _UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
 _UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
@@ -238,15 +255,15 @@ def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.
     return np.concatenate(rows), np.concatenate(slots)
 
 
-def _sequence_marks(batch: EventBatch, rows: np.ndarray, group: np.ndarray, n_groups: int,
+def _sequence_marks(batch: EventBatch, rows: np.ndarray | None, group: np.ndarray, n_groups: int,
                     types: np.ndarray) -> tuple[np.ndarray, dict[int, list]]:
     """Trials per group and, for groups that have any, the flat (position, slot, time) marks.
 
-    ``rows`` are the batch rows in the scope (arrival order) and ``group`` their
-    (scope, window) group; ``types`` is a boolean mask over type codes. Positions are
+    ``rows`` are the batch rows in the scope (arrival order; None: every row) and ``group``
+    their (scope, window) group; ``types`` is a boolean mask over type codes. Positions are
     ranks in arrival order inside the group, found with one stable (radix) sort.
     """
-    tc = batch.type_code[rows]
+    tc = batch.type_code if rows is None else batch.type_code[rows]
     sub = np.flatnonzero(types[tc])
     g = group[sub]
     per_group = np.bincount(g, minlength=n_groups)
@@ -256,9 +273,10 @@ def _sequence_marks(batch: EventBatch, rows: np.ndarray, group: np.ndarray, n_gr
     key = g.astype(np.uint16) if n_groups <= 1 << 16 else g  # 16-bit keys sort by radix
     order = np.argsort(key, kind="stable")    # group-major, arrival order inside a group
     at = np.flatnonzero(is_mark[order])       # marks, already sorted by group
+    sm = sub[order[at]]
     gm = g[order[at]]
     rank = at - (np.cumsum(per_group) - per_group)[gm]
-    r = rows[sub[order[at]]]
+    r = sm if rows is None else rows[sm]
     bc = batch.bounce_code[r].astype(np.int64)
     slot = np.where(bc >= 0, _BOUNCE_OFFSET + bc, batch.type_code[r].astype(np.int64))
     flat = list(chain.from_iterable(zip(rank.tolist(), slot.tolist(), batch.timestamp[r].tolist())))
@@ -275,6 +293,161 @@ def sequence_type_mask(type_names: Iterable[str]) -> np.ndarray:
     return mask
 
 
+def _reason_keys(batch: EventBatch) -> list[str]:
+    """The evidence key of each of the batch's reasons (the same in every scope)."""
+    keys = []
+    for r, code, reason in batch.reasons:
+        b = batch.bounce_code[r]
+        kind = f"bounced_{BOUNCE_CLASSES[b]}" if b >= 0 else EVENT_TYPES[batch.type_code[r]]
+        keys.append(f"{kind}|{reason_key(code, reason)}")
+    return keys
+
+
+@dataclass
+class ScopeCounts:
+    """What one batch added to the scopes of one scope definition, scope by scope (index ``u``).
+
+    The columnar form of :class:`ScopeDelta` that :func:`count_scopes` returns and the engine
+    applies without building a delta object per scope: ``sids[u]`` is the scope id,
+    ``values[u]`` its field values, ``windows[u]`` its counter lists per window start; the
+    scopes with reasons or trial marks have an entry in ``reasons`` / ``seq`` (keyed by ``u``).
+    """
+
+    fields: tuple[str, ...]
+    sids: list[str]
+    values: list[tuple[str, ...]]
+    windows: list[dict[float, list[int]]]
+    reasons: dict[int, dict[float, dict[str, int]]]
+    seq: dict[int, dict[float, list]]
+    #: No field value holds a ``|``, so no two scopes (of any definition) share an id.
+    plain: bool
+
+
+def count_scopes(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
+                 sequences: Mapping[tuple[str, ...], np.ndarray] | None = None,
+                 feedback_loops: frozenset[str] = FEEDBACK_LOOPS) -> list[ScopeCounts]:
+    """The counting of :func:`aggregate`, one :class:`ScopeCounts` per scope definition (in order)."""
+    out: list[ScopeCounts] = []
+    n = len(batch)
+    if n == 0:
+        return out
+    win_idx = np.floor(batch.timestamp / window).astype(np.int64)
+    w0 = int(win_idx.min())
+    n_windows = int(win_idx.max()) - w0 + 1
+    win_rel = win_idx - w0 if n_windows > 1 else None
+    starts = [float((w0 + w) * window) for w in range(n_windows)]
+    # One counter slot per event type, plus one per bounce class for bounces.
+    slot = batch.type_code.astype(np.int64)
+    extra_rows, extra_slots = _extra_slots(batch, feedback_loops)
+    if batch.reasons:
+        reason_rows = np.fromiter((r for r, _, _ in batch.reasons), dtype=np.int64, count=len(batch.reasons))
+        reason_keys = _reason_keys(batch)
+        reason_starts = [starts[w] for w in (win_idx[reason_rows] - w0).tolist()]
+    for fields in scopes:
+        cols = [batch.fields[f] for f in fields]
+        valid = cols[0] >= 0
+        for c in cols[1:]:
+            valid &= c >= 0
+        radix = [len(batch.vocab[f].values) + 1 for f in fields]
+        combined = cols[0].astype(np.int64)
+        for r, c in zip(radix[1:], cols[1:]):
+            combined *= r
+            combined += c
+        if valid.all():
+            rows = None  # every row: no gathers
+            codes, row_slot, row_win = combined, slot, win_rel
+        else:
+            rows = np.flatnonzero(valid)
+            if rows.size == 0:
+                continue
+            codes, row_slot = combined[rows], slot[rows]
+            row_win = None if win_rel is None else win_rel[rows]
+        uniq, inverse = _factorize(codes, int(np.prod(radix, dtype=np.float64)))
+        n_scopes = uniq.size
+        group = inverse if row_win is None else inverse * n_windows + row_win
+        n_groups = n_scopes * n_windows
+        keys = group * N_COUNTERS
+        keys += row_slot
+        if extra_rows.size:  # bounces by class, unattributed mail, first attempts, throttled
+            keep = valid[extra_rows]
+            valid_b = extra_rows[keep]
+            if valid_b.size:
+                gb = inverse[valid_b] if rows is None else np.searchsorted(uniq, combined[valid_b])
+                if win_rel is not None:
+                    gb = gb * n_windows + win_rel[valid_b]
+                gb *= N_COUNTERS
+                gb += extra_slots[keep]
+                keys = np.concatenate((keys, gb))
+        counts = np.bincount(keys, minlength=n_groups * N_COUNTERS).reshape(n_groups, N_COUNTERS)
+        seq_types = sequences.get(tuple(fields)) if sequences else None
+        seqs: dict[int, dict[float, list]] = {}
+        if seq_types is not None:
+            seq_n, seq_marks = _sequence_marks(batch, rows, group, n_groups, seq_types)
+            if seq_marks:
+                seq_n = seq_n.tolist()
+                for g, marks in seq_marks.items():  # in group order: a scope's windows in time order
+                    u, w = divmod(g, n_windows)
+                    s = seqs.get(u)
+                    if s is None:
+                        s = seqs[u] = {}
+                    s[starts[w]] = [seq_n[g], *marks]
+        rows_list = counts.tolist()  # one counter list per (scope, window)
+        # each scope's field values and id (as :func:`scope_id`)
+        value_cols = []
+        rest = uniq
+        for i in range(len(fields) - 1, 0, -1):
+            rest, digit = np.divmod(rest, radix[i])
+            value_cols.append(digit)
+        value_cols.append(rest)
+        value_cols.reverse()
+        value_cols = [[batch.vocab[f].values[d] for d in col.tolist()] for f, col in zip(fields, value_cols)]
+        plain = not any("|" in v for col in value_cols for v in col)
+        if len(fields) == 1:
+            f0 = fields[0]
+            sids = [f"{f0}={v}" for v in value_cols[0]]
+            scope_values = [(v,) for v in value_cols[0]]
+        elif len(fields) == 2:
+            f0, f1 = fields
+            scope_values = list(zip(*value_cols))
+            sids = [f"{f0}={a}|{f1}={b}" for a, b in scope_values]
+        else:
+            scope_values = list(zip(*value_cols))
+            sids = [scope_id(fields, values) for values in scope_values]
+        if n_windows == 1:  # every scope found has data in the one window
+            s0 = starts[0]
+            wins = [{s0: row} for row in rows_list]
+        else:
+            present = np.count_nonzero(counts.reshape(n_scopes, n_windows, N_COUNTERS), axis=2)
+            full = (present.min(axis=1) > 0).tolist()
+            present = present.tolist()
+            wins = []
+            for u, all_present in enumerate(full):
+                if all_present:
+                    wins.append(dict(zip(starts, rows_list[u * n_windows:(u + 1) * n_windows])))
+                else:
+                    has, base = present[u], u * n_windows
+                    wins.append({starts[w]: rows_list[base + w] for w in range(n_windows) if has[w]})
+        reasons: dict[int, dict[float, dict[str, int]]] = {}
+        if batch.reasons:
+            ok = valid[reason_rows]
+            pos = np.searchsorted(uniq, combined[reason_rows]).tolist()
+            if not plain:  # scopes sharing an id: their reasons go to the last one (the one kept)
+                last = {sid: u for u, sid in enumerate(sids)}
+                pos = [last[sids[u]] if ok_i else u for u, ok_i in zip(pos, ok.tolist())]
+            for i in np.flatnonzero(ok).tolist():
+                u = pos[i]
+                per = reasons.get(u)
+                if per is None:
+                    per = reasons[u] = {}
+                bucket = per.get(reason_starts[i])
+                if bucket is None:
+                    bucket = per[reason_starts[i]] = {}
+                key = reason_keys[i]
+                bucket[key] = bucket.get(key, 0) + 1
+        out.append(ScopeCounts(tuple(fields), sids, scope_values, wins, reasons, seqs, plain))
+    return out
+
+
 def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
               sequences: Mapping[tuple[str, ...], np.ndarray] | None = None,
               feedback_loops: frozenset[str] = FEEDBACK_LOOPS) -> dict[str, ScopeDelta]:
@@ -286,69 +459,14 @@ def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
     those events (:attr:`ScopeDelta.seq`). ``feedback_loops`` names the mailbox providers whose
     deliveries and complaints the complaint rate counts (:mod:`detector.feedback_loops`).
     """
+    return deltas(count_scopes(batch, scopes, window, sequences, feedback_loops))
+
+
+def deltas(counted: Iterable[ScopeCounts]) -> dict[str, ScopeDelta]:
+    """One :class:`ScopeDelta` per scope id (a later scope of the same id replaces an earlier one)."""
     out: dict[str, ScopeDelta] = {}
-    if len(batch) == 0:
-        return out
-    win_idx = np.floor(batch.timestamp / window).astype(np.int64)
-    w0 = int(win_idx.min())
-    n_windows = int(win_idx.max()) - w0 + 1
-    # One counter slot per event type, plus one per bounce class for bounces.
-    slot = batch.type_code.astype(np.int64)
-    extra_rows, extra_slots = _extra_slots(batch, feedback_loops)
-    for fields in scopes:
-        cols = [batch.fields[f] for f in fields]
-        valid = np.ones(len(batch), dtype=bool)
-        for c in cols:
-            valid &= c >= 0
-        radix = [len(batch.vocab[f].values) + 1 for f in fields]
-        combined = np.zeros(len(batch), dtype=np.int64)
-        for r, c in zip(radix, cols):
-            combined = combined * r + c
-        rows = np.flatnonzero(valid)
-        if rows.size == 0:
-            continue
-        uniq, inverse = _factorize(combined[rows], int(np.prod(radix, dtype=np.float64)))
-        group = (inverse * n_windows + (win_idx[rows] - w0))
-        n_groups = uniq.size * n_windows
-        counts = np.bincount(group * N_COUNTERS + slot[rows], minlength=n_groups * N_COUNTERS)
-        counts = counts.reshape(uniq.size, n_windows, N_COUNTERS)
-        if extra_rows.size:
-            keep = valid[extra_rows]
-            valid_b = extra_rows[keep]
-            if valid_b.size:
-                pos = np.searchsorted(uniq, combined[valid_b])
-                gb = pos * n_windows + (win_idx[valid_b] - w0)
-                extra = np.bincount(gb * N_COUNTERS + extra_slots[keep], minlength=n_groups * N_COUNTERS)
-                counts += extra.reshape(uniq.size, n_windows, N_COUNTERS)
-        seq_types = sequences.get(tuple(fields)) if sequences else None
-        if seq_types is not None:
-            seq_n, seq_marks = _sequence_marks(batch, rows, group, n_groups, seq_types)
-            seq_n = seq_n.tolist() if seq_marks else seq_n
-        present = (counts.sum(axis=2) > 0).tolist()
-        counts_list = counts.tolist()
-        starts = [float((w0 + w) * window) for w in range(n_windows)]
-        scope_values = _decode(uniq, radix, [batch.vocab[f].values for f in fields])
-        for u in range(uniq.size):
-            values = scope_values[u]
-            sid = scope_id(fields, values)
-            row, has = counts_list[u], present[u]
-            wins = {starts[w]: row[w] for w in range(n_windows) if has[w]}
-            out[sid] = delta = ScopeDelta(sid, dict(zip(fields, values)), wins, {})
-            if seq_types is not None:
-                base = u * n_windows
-                marked = [w for w in range(n_windows) if base + w in seq_marks]
-                if marked:
-                    delta.seq = {starts[w]: [seq_n[base + w], *seq_marks[base + w]] for w in marked}
-        if batch.reasons:
-            for r, code, reason in batch.reasons:
-                if not valid[r]:
-                    continue
-                values = [batch.vocab[f].values[batch.fields[f][r]] for f in fields]
-                delta = out[scope_id(fields, values)]
-                start = float(win_idx[r] * window)
-                bucket = delta.reasons.setdefault(start, {})
-                kind = (f"bounced_{BOUNCE_CLASSES[batch.bounce_code[r]]}" if batch.bounce_code[r] >= 0
-                        else EVENT_TYPES[batch.type_code[r]])
-                key = f"{kind}|{reason_key(code, reason)}"
-                bucket[key] = bucket.get(key, 0) + 1
+    for c in counted:
+        fields, reasons, seq = c.fields, c.reasons, c.seq
+        for u, (sid, values, wins) in enumerate(zip(c.sids, c.values, c.windows)):
+            out[sid] = ScopeDelta(sid, dict(zip(fields, values)), wins, reasons.get(u, {}), seq.get(u, {}))
     return out

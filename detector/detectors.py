@@ -104,7 +104,10 @@ def _span(rule: Rule, st: dict, x: int, n: int, entry: list | None = None,
             for old in recent[:-rule.span_windows]:
                 on_drop(old)
         del recent[:-rule.span_windows]
-    return sum(r[0] for r in recent), sum(r[1] for r in recent)
+    return sum([r[0] for r in recent]), sum([r[1] for r in recent])
+
+
+_POOL_KEYS = {p: (p + "x", p + "n", p + "s") for p in ("p", "c")}
 
 
 def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") -> tuple[int, int] | None:
@@ -117,7 +120,7 @@ def pool(rule: Rule, st: dict, x: int, n: int, sends: int, prefix: str = "p") ->
     (summed counts give the same LLR) without judging the tail on its own. ``prefix`` names
     the pool, so one rule can keep two (the chart's and the calm test's).
     """
-    kx, kn, ks = prefix + "x", prefix + "n", prefix + "s"
+    kx, kn, ks = _POOL_KEYS.get(prefix) or (prefix + "x", prefix + "n", prefix + "s")
     x, n, sends = x + st.get(kx, 0), n + st.get(kn, 0), sends + st.get(ks, 0)
     need_n = max(1, rule.min_volume) if rule.test == "cusum" else 1
     if n < need_n or sends < rule.min_sends:
@@ -375,7 +378,7 @@ def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int
         exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
     xs, ns = _span(rule, st, x, n, [x, n, w], retire)
     e = exposure.exposure(st, st["recent"], w + window, rule.span_windows * window, rule.lag_median, rule.lag_sigma,
-                          rule.lag_fastest, window)
+                          rule.lag_fastest, window, span_n=ns)
     st["exposure"] = e
     if e < max(1, rule.min_volume):
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from operator import add
 from typing import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
@@ -20,8 +21,8 @@ import numpy as np
 from . import clock, detectors, sends
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
-from .counts import (N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, aggregate,
-                     sequence_type_mask)
+from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, count_scopes,
+                     deltas, sequence_type_mask)
 from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
@@ -38,6 +39,7 @@ _EVALUATORS = {
 #: A window is charted message by message only while the scope sends at least this many
 #: messages per trial it hears back about (see :func:`detector.sends.sending`).
 SENDING_RATIO = 0.8
+_N_TYPES = len(EVENT_TYPES)
 
 
 def wkey(start: float) -> str:
@@ -71,6 +73,8 @@ class Engine:
         self.retries = RetryMemory()     # first attempts where the ESP does not number them
         self._pending: list[dict] = []   # alarms raised while deltas were applied
         self.sequences, self._trial_slots, self._charts = _chart_plan(ruleset)
+        self._close_plan, self._rule_index = _close_plan(ruleset)
+        self._empty_run_bound = clock.empty_run_bound(ruleset)
         for provider, domains in ruleset.mailbox_providers.items():
             register_domains(provider, domains)
 
@@ -90,9 +94,18 @@ class Engine:
         if len(batch) == 0:
             return []
         with gc_paused():
-            for delta in aggregate(batch, self.scope_defs, self.window, self.sequences,
-                                   self.feedback_loops).values():
-                self.apply_delta(delta)
+            counted = count_scopes(batch, self.scope_defs, self.window, self.sequences, self.feedback_loops)
+            if all(c.plain for c in counted):
+                # scope ids are unique: apply each scope's counts as its delta would be applied
+                apply = self._apply
+                for c in counted:
+                    fields, reasons, seq = c.fields, c.reasons, c.seq
+                    for u, (sid, wins) in enumerate(zip(c.sids, c.windows)):
+                        apply(sid, fields, None, c.values[u], wins, reasons.get(u), seq.get(u), True)
+            else:
+                for delta in deltas(counted).values():
+                    self.apply_delta(delta)
+            del counted  # freed now, not walked by the collector when it resumes
             return self.advance(float(batch.timestamp.max()))
 
     def apply_delta(self, delta: ScopeDelta) -> int:
@@ -101,53 +114,73 @@ class Engine:
         Lateness is counted on the first scope definition only, so an event that is
         late in every scope it belongs to counts once.
         """
-        closed = self.closed_until
-        st = self.states.get(delta.scope_id)
+        return self._apply(delta.scope_id, tuple(delta.scope), delta.scope, None, delta.windows, delta.reasons,
+                           delta.seq, False)
+
+    def _apply(self, sid: str, fields: tuple[str, ...], scope: dict | None, values: Sequence[str] | None,
+               windows_in: Mapping[float, list], reasons_in: Mapping | None, seq: Mapping | None,
+               owned: bool) -> int:
+        """:meth:`apply_delta` on a delta's parts (``scope``, or the ``values`` of ``fields``).
+        ``owned``: the counter lists are the caller's to give away (stored, not copied)."""
+        meta = self.meta
+        closed = meta.get("closed_until")
+        st = self.states.get(sid)
         if st is None:
-            st = {"scope": delta.scope, "windows": {}, "reasons": {}, "rules": {}, "first": None, "last_seen": None}
+            if scope is None:
+                scope = dict(zip(fields, values))
+            st = {"scope": scope, "windows": {}, "reasons": {}, "rules": {}, "first": None, "last_seen": None}
         late = 0
-        first_open = self.meta.get("first_open")
-        for start, counts in delta.windows.items():
+        first_open = meta.get("first_open")
+        windows = st["windows"]
+        first, last = st["first"], st["last_seen"]
+        observe = sends.observe
+        for start, counts in windows_in.items():
             if closed is not None and start < closed:
-                late += sum(counts[:len(EVENT_TYPES)])
+                late += sum(counts[:_N_TYPES])
                 continue
-            sends.observe(st, counts)
-            key = wkey(start)
-            prev = st["windows"].get(key)
-            if prev is not None and len(prev) < len(counts):  # stored by a version with fewer counters
-                prev = prev + [0] * (len(counts) - len(prev))
-            st["windows"][key] = [a + b for a, b in zip(prev, counts)] if prev is not None else list(counts)
-            if st["first"] is None or start < st["first"]:
-                st["first"] = start
-            if st["last_seen"] is None or start > st["last_seen"]:
-                st["last_seen"] = start
+            observe(st, counts)
+            key = repr(float(start))  # wkey
+            prev = windows.get(key)
+            if prev is not None:
+                if len(prev) < len(counts):  # stored by a version with fewer counters
+                    prev = prev + [0] * (len(counts) - len(prev))
+                windows[key] = list(map(add, prev, counts))
+            else:
+                windows[key] = counts if owned else list(counts)
+            if first is None or start < first:
+                first = st["first"] = start
+            if last is None or start > last:
+                last = st["last_seen"] = start
             if first_open is None or start < first_open:
-                first_open = self.meta["first_open"] = start
-        for start, reasons in delta.reasons.items():
-            if closed is not None and start < closed:
-                continue
-            bucket = st["reasons"].setdefault(wkey(start), {})
-            for k, v in reasons.items():
-                bucket[k] = bucket.get(k, 0) + v
-        fields = tuple(delta.scope)
+                first_open = meta["first_open"] = start
+        if reasons_in:
+            st_reasons = st["reasons"]
+            for start, reasons in reasons_in.items():
+                if closed is not None and start < closed:
+                    continue
+                bucket = st_reasons.setdefault(wkey(start), {})
+                for k, v in reasons.items():
+                    bucket[k] = bucket.get(k, 0) + v
         if fields in self._charts:
-            self._chart_sequence(delta, fields, st, closed)
-        self.states[delta.scope_id] = st
-        if tuple(delta.scope) != self.scope_defs[0]:
+            self._chart_sequence(sid, windows_in, seq or {}, fields, st, closed)
+        self.states[sid] = st
+        if fields != self.scope_defs[0]:
             late = 0
         self.late_events += late
         return late
 
-    def _chart_sequence(self, delta: ScopeDelta, fields: tuple[str, ...], st: dict, closed: float | None) -> None:
+    def _chart_sequence(self, sid: str, dw: Mapping[float, list], seq: Mapping[float, list], fields: tuple[str, ...],
+                        st: dict, closed: float | None) -> None:
         """Feed CUSUM charts message by message; an alarm is raised right away."""
         charts, trial_slots = self._charts[fields], self._trial_slots[fields]
-        seq = delta.seq
-        starts = sorted(delta.windows) if len(delta.windows) > 1 else list(delta.windows)
-        cov, first = sends.coverage(st), sends.numbered(st)
+        starts = sorted(dw) if len(dw) > 1 else list(dw)
+        two = len(trial_slots) == 2
+        cov = first = None  # the scope's send coverage, read once when a gate needs it
+        rules = st["rules"]
         for rule, roles, delivered_counts in charts:
-            rst = st["rules"].get(rule.name)
+            rst = rules.get(rule.name)
             if rst is None:
-                rst = st["rules"][rule.name] = detectors.new_state()
+                rst = rules[rule.name] = detectors.new_state()
             chart = rst if rst["phase"] == "armed" else detectors.provisional_chart(rule, rst)
             if chart is None:
                 continue
@@ -157,23 +190,26 @@ class Engine:
                 if marks is None:  # deliveries only
                     if all(c["s"] == 0.0 for c in bank):
                         continue  # the charts are at zero and stay there
-                    counts = delta.windows[start]
-                    n = (counts[trial_slots[0]] + counts[trial_slots[1]] if len(trial_slots) == 2
+                    counts = dw[start]
+                    n = (counts[trial_slots[0]] + counts[trial_slots[1]] if two
                          else sum([counts[i] for i in trial_slots]))
                     if not n:
                         continue
                     marks = [n]
                 if closed is not None and start < closed:
                     continue
-                key = wkey(start)
-                if rule.min_sends > 0 and not sends.sending(st["windows"].get(key), cov, SENDING_RATIO, first):
-                    continue  # outcomes trailing a finished send: not a fair sample, not charted
+                key = repr(float(start))  # wkey
+                if rule.min_sends > 0:
+                    if cov is None:
+                        cov, first = sends.coverage_numbered(st)
+                    if not sends.sending(st["windows"].get(key), cov, SENDING_RATIO, first):
+                        continue  # outcomes trailing a finished send: not a fair sample, not charted
                 crossings = [(crossing, c) for c in bank
                              for crossing in detectors.cusum_sequence(rule, c, marks, roles, delivered_counts)]
                 if len(crossings) > 1:
                     crossings.sort(key=lambda cc: cc[0][0])   # the first chart to cross names the alarm
                 for crossing, c in crossings:
-                    finding = detectors.sequential_finding(rule, c, delta.scope_id, start, crossing)
+                    finding = detectors.sequential_finding(rule, c, sid, start, crossing)
                     alert = self._transition(rule, rst, st, finding, st["reasons"].get(key, {}))
                     if alert:
                         self._pending.append(alert)
@@ -224,7 +260,7 @@ class Engine:
         closed = 0
         try:
             for w in clock.windows_to_close(self.states, start, until, self.window,
-                                            clock.empty_run_bound(self.ruleset), self.closed_until):
+                                            self._empty_run_bound, self.closed_until):
                 self.meta["closed_until"] = w
                 alerts.extend(self.close_window(w))
                 closed += 1
@@ -246,8 +282,10 @@ class Engine:
         rounds: dict[str, list[tuple[detectors.Finding, str, dict]]] = defaultdict(list)
         zeros = [0] * N_COUNTERS
         expired = []
-        for sid in list(self.states):
-            st = self.states[sid]
+        states, plans, window, ttl = self.states, self._close_plan, self.window, self.ttl
+        new_state = detectors.new_state
+        for sid in list(states):
+            st = states[sid]
             if st["first"] is None or start < st["first"]:
                 continue
             counts = st["windows"].pop(key, zeros)
@@ -255,58 +293,65 @@ class Engine:
                 counts = counts + zeros[len(counts):]
             reasons = st["reasons"].pop(key, {})
             fields = tuple(st["scope"])
-            cov, first = sends.coverage(st), sends.numbered(st)
+            cov, first = sends.coverage_numbered(st)
             sent = sends.sends(counts, cov, first)
-            for rule in self.rules_by_scope.get(fields, ()):
-                rst = st["rules"].get(rule.name) or detectors.new_state()
-                st["rules"][rule.name] = rst
-                metric = METRICS[rule.metric]
-                if metric.is_send_volume:
+            rules_st = st["rules"]
+            for rule, order, test, kind, num, den, idle_check in plans.get(fields, ()):
+                name = rule.name
+                rst = rules_st.get(name) or new_state()
+                rules_st[name] = rst
+                # the metric's (x, n), as Metric.pair or the send volume
+                if kind == _SEND_VOLUME:
                     x = n = sends.volume(rule.metric, counts, cov, first)
-                elif metric.per_send:
-                    x, n = metric.pair(counts)[0], sent
                 else:
-                    x, n = metric.pair(counts)
-                if (rst["firing"] and not metric.is_volume and rule.resolve_idle_windows and rule.test != "drift"
-                        and start >= rst.get("fired_window", start)):
+                    x = 0
+                    for i in num:
+                        x += counts[i]
+                    x = int(x)
+                    if kind == _PER_SEND:
+                        n = sent
+                    elif den:
+                        n = 0
+                        for i in den:
+                            n += counts[i]
+                        n = int(n)
+                    else:
+                        n = x
+                if rst["firing"] and idle_check and start >= rst.get("fired_window", start):
                     rst["idle"] = 0 if n or _span_holds_evidence(rule, rst) else rst.get("idle", 0) + 1
                     if rst["idle"] >= rule.resolve_idle_windows:
-                        alerts.append((self._rule_order(rule), sid, self._resolve_idle(rule, rst, st, start)))
+                        alerts.append((order, sid, self._resolve_idle(rule, rst, st, start)))
                         continue
-                if rule.test in ("surge", "silence"):
-                    finding = detectors.eval_volume(rule, rst, sid, start, x, self.window)
-                elif rule.test == "drift":
-                    finding = detectors.eval_drift(rule, rst, sid, start, x, n, self.window)
-                elif rule.test == "cusum":
-                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, self.window)
+                if test == "cusum":
+                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
+                elif test == "policy":
+                    finding = detectors.eval_policy(rule, rst, sid, start, x, n, window=window)
+                elif test == "surge" or test == "silence":
+                    finding = detectors.eval_volume(rule, rst, sid, start, x, window)
+                elif test == "drift":
+                    finding = detectors.eval_drift(rule, rst, sid, start, x, n, window)
                 else:
-                    pooled = (x, n) if rule.test == "policy" else \
-                        detectors.pool(rule, rst, x, n, sent)
-                    if pooled is None:
-                        finding = None
-                    elif rule.test == "policy":
-                        finding = detectors.eval_policy(rule, rst, sid, start, *pooled, window=self.window)
-                    else:
-                        finding = _EVALUATORS[rule.test](rule, rst, sid, start, *pooled)
+                    pooled = detectors.pool(rule, rst, x, n, sent)
+                    finding = None if pooled is None else _EVALUATORS[test](rule, rst, sid, start, *pooled)
                 if finding is None:
                     continue
                 if finding.fire is None:
-                    rounds[rule.name].append((finding, sid, reasons))
+                    rounds[name].append((finding, sid, reasons))
                     continue
                 alert = self._transition(rule, rst, st, finding, reasons)
                 if alert:
-                    alerts.append((self._rule_order(rule), sid, alert))
-            if st["last_seen"] is not None and start - st["last_seen"] > self.ttl:
-                for rule in self.rules_by_scope.get(fields, ()):
-                    rst = st["rules"].get(rule.name)
-                    if rst and rst.get("firing") and rule.test == "silence":  # a retired flow
-                        alerts.append((self._rule_order(rule), sid, self._resolve_idle(
+                    alerts.append((order, sid, alert))
+            last_seen = st["last_seen"]
+            if last_seen is not None and start - last_seen > ttl:
+                for rule, order, test, *_ in plans.get(fields, ()):
+                    rst = rules_st.get(rule.name)
+                    if rst and rst.get("firing") and test == "silence":  # a retired flow
+                        alerts.append((order, sid, self._resolve_idle(
                             rule, rst, st, start, by="expired: the flow sent nothing for the scope TTL")))
-            if (st["last_seen"] is not None and start - st["last_seen"] > self.ttl
-                    and not any(r.get("firing") for r in st["rules"].values())):
-                expired.append(sid)
-            else:
-                self.states[sid] = st
+                if not any(r.get("firing") for r in rules_st.values()):
+                    expired.append(sid)
+                    continue
+            states[sid] = st
         for name, items in rounds.items():
             detectors.decide_round([f for f, _, _ in items])
             for finding, sid, reasons in items:
@@ -322,7 +367,8 @@ class Engine:
         return [a for _, _, a in alerts]
 
     def _rule_order(self, rule: Rule) -> int:
-        return self.ruleset.rules.index(rule)
+        order = self._rule_index.get(id(rule))
+        return self.ruleset.rules.index(rule) if order is None else order
 
     def _transition(self, rule: Rule, rst: dict, st: dict, f: detectors.Finding, reasons: Mapping) -> dict | None:
         """Apply one finding to the rule's firing state: one firing and one resolved per incident."""
@@ -398,6 +444,33 @@ def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
                                                    "delivered" in METRICS[r.metric].denominator))
     plan = (sequences, trial_slots, charts)
     _PLANS[id(ruleset)] = (ruleset, plan)
+    return plan
+
+
+_SEND_VOLUME, _PER_SEND, _PAIR = 0, 1, 2
+_CLOSE_PLANS: dict[int, tuple] = {}
+
+
+def _close_plan(ruleset: RuleSet) -> tuple[dict, dict]:
+    """Per scope definition, what closing a window evaluates, in rule order: (rule, its index
+    in the rule set, test, metric kind, numerator slots, denominator slots, idle check?); and
+    each rule's index by ``id``. Computed once per rule set."""
+    cached = _CLOSE_PLANS.get(id(ruleset))
+    if cached is not None and cached[0] is ruleset:
+        return cached[1]
+    plans: dict[tuple[str, ...], list] = defaultdict(list)
+    index: dict[int, int] = {}
+    for rule in ruleset.rules:
+        order = ruleset.rules.index(rule)
+        index[id(rule)] = order
+        metric = METRICS[rule.metric]
+        kind = _SEND_VOLUME if metric.is_send_volume else _PER_SEND if metric.per_send else _PAIR
+        num = tuple(COUNTER_INDEX[c] for c in metric.numerator)
+        den = tuple(COUNTER_INDEX[c] for c in metric.denominator)
+        idle_check = bool(not metric.is_volume and rule.resolve_idle_windows and rule.test != "drift")
+        plans[rule.scope].append((rule, order, rule.test, kind, num, den, idle_check))
+    plan = (dict(plans), index)
+    _CLOSE_PLANS[id(ruleset)] = (ruleset, plan)
     return plan
 
 

@@ -43,16 +43,17 @@ def retire(st: dict, window_start: float, n: int) -> None:
 
 
 def exposure(st: dict, recent: list[list], span_end: float, span_s: float, median: float, sigma: float,
-             fastest: float = 0.0, window: float = 300.0) -> float:
+             fastest: float = 0.0, window: float = 300.0, span_n: float | None = None) -> float:
     """The span's deliveries plus the shares of earlier deliveries whose complaints arrive in it.
 
     ``recent`` holds the span's windows as ``[x, n, window_start]``. With ``fastest`` (the median
     of the fastest lag the stream can plausibly have) each of its deliveries counts for the share
-    of its complaints that lag would already have brought; without, in full."""
+    of its complaints that lag would already have brought; without, in full (``span_n``: their sum,
+    when the caller has it)."""
     if fastest:
         total = sum(r[1] * lag_cdf(span_end - r[2] - window / 2, fastest, sigma) for r in recent if r[1])
     else:
-        total = float(sum(r[1] for r in recent))
+        total = float(sum([r[1] for r in recent]) if span_n is None else span_n)
     old = st.get("old")
     if old:
         for key in list(old):

@@ -14,6 +14,7 @@ Poisson), also weighted. State is a plain dict, so a Faust table or a JSON file 
 from __future__ import annotations
 
 import math
+from operator import mul
 
 from . import volume
 
@@ -40,7 +41,7 @@ def expected(profile: dict, window_start: float) -> float:
     total = sum(profile["n"])
     if not total:
         return math.nan
-    return sum(m * n for m, n in zip(profile["m"], profile["n"])) / total
+    return sum(map(mul, profile["m"], profile["n"])) / total
 
 
 def dispersion(profile: dict) -> float:

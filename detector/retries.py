@@ -51,3 +51,30 @@ class RetryMemory:
             del self._deferred[message_id]  # the retries ended with this outcome
             return False
         return True
+
+    def first_attempts(self, message_ids: list, deferred: list, ts: list) -> list[bool | None]:
+        """:meth:`first_attempt` for a batch of attempts, in order (the same answers, one call)."""
+        out = []
+        append = out.append
+        memory, ttl, capacity = self._deferred, self.ttl, self.capacity
+        for message_id, is_deferred, t in zip(message_ids, deferred, ts):
+            if not message_id:
+                append(None)
+                continue
+            seen = memory.get(message_id)
+            if seen is not None and t - seen > ttl:
+                seen = None
+            if is_deferred:
+                memory[message_id] = t
+                memory.move_to_end(message_id)
+                if len(memory) > capacity:
+                    memory.popitem(last=False)
+                    self.evicted += 1
+                append(seen is None)
+                continue
+            if seen is not None:
+                del memory[message_id]  # the retries ended with this outcome
+                append(False)
+                continue
+            append(True)
+        return out

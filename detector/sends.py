@@ -42,9 +42,10 @@ def attempts(counts: Sequence[int]) -> int:
 
 def observe(st: dict, counts: Sequence[int]) -> None:
     """Add one delta's window counters to the scope's send/attempt history."""
-    acc = st.get("acc", 0) + counts[_ACCEPTED]
-    att = st.get("att", 0) + attempts(counts)
-    fa = st.get("fa", 0) + counts[_FIRST_ATTEMPTS]
+    get = st.get
+    acc = get("acc", 0) + counts[_ACCEPTED]
+    att = get("att", 0) + (counts[_DELIVERED] + counts[_BOUNCED])  # + attempts(counts)
+    fa = get("fa", 0) + counts[_FIRST_ATTEMPTS]
     if att > _HALF_LIFE_ATTEMPTS:
         acc, att, fa = acc // 2, att // 2, fa // 2
     st["acc"], st["att"], st["fa"] = acc, att, fa
@@ -68,6 +69,19 @@ def coverage(st: dict) -> float:
     return min(1.0, acc / att)
 
 
+def coverage_numbered(st: dict) -> tuple[float, bool]:
+    """``(coverage(st), numbered(st))`` in one read of the state."""
+    get = st.get
+    acc, att = get("acc", 0), get("att", 0)
+    first = get("fa", 0) >= 0.5 * att > 0
+    if acc <= 0:
+        return 0.0, first
+    if att <= 0:
+        return 1.0, first
+    c = acc / att
+    return (c if c < 1.0 else 1.0), first
+
+
 def observed(st: dict) -> bool:
     """Does this scope's stream carry send events at all?"""
     return coverage(st) > 0.0
@@ -80,7 +94,7 @@ def sends(counts: Sequence[int], cov: float, first: bool = False) -> int:
     acc = counts[_ACCEPTED]
     if cov >= 1.0:
         return acc
-    stand_in = counts[_FIRST_ATTEMPTS] if first else attempts(counts)
+    stand_in = counts[_FIRST_ATTEMPTS] if first else counts[_DELIVERED] + counts[_BOUNCED]
     return acc + int(round((1.0 - cov) * stand_in))
 
 
@@ -109,4 +123,4 @@ def sending(counts: Sequence[int] | None, cov: float, ratio: float, first: bool 
     """
     if counts is None:
         return False
-    return sends(counts, cov, first) >= ratio * attempts(counts)
+    return sends(counts, cov, first) >= ratio * (counts[_DELIVERED] + counts[_BOUNCED])
