@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .event import BOUNCE_CLASSES, EVENT_TYPES
+from .event import BOUNCE_CLASSES, EVENT_TYPES, UNATTRIBUTED_CAMPAIGN
 from .feedback_loops import FEEDBACK_LOOPS, flags as feedback_loop_flags
 from .gcpause import gc_paused
 from .smtp_codes import is_throttle
@@ -237,7 +237,10 @@ def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.
         slots.append(_BOUNCE_OFFSET + batch.bounce_code[bounce_rows].astype(np.int64))
     camp = batch.fields.get("campaign")
     if camp is not None:
-        anon = camp < 0
+        anon = camp < 0   # no campaign, or the one ingest gives mail that names none
+        placeholder = batch.vocab["campaign"].codes.get(UNATTRIBUTED_CAMPAIGN)
+        if placeholder is not None:
+            anon = anon | (camp == placeholder)
         if anon.any():
             tc = batch.type_code
             acc = np.flatnonzero(anon & (tc == TYPE_CODE["accepted"]))

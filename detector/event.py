@@ -25,6 +25,9 @@ EVENT_TYPES = (
     "unsubscribed",
 )
 BOUNCE_CLASSES = ("hard", "soft", "block", "undetermined")
+#: The campaign of mail that names none (ingest's ``default_campaign``): counted as unattributed
+#: volume, the IP-pool surge that no campaign's send explains.
+UNATTRIBUTED_CAMPAIGN = "(none)"
 
 FIELDS = (
     "event_id", "provider", "type", "bounce_class", "timestamp", "campaign",

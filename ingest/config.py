@@ -23,6 +23,8 @@ recipient_hash_key             (required)                  HMAC key for recipien
                                                            ``DDETECT_RECIPIENT_HASH_KEY_FILE`` / YAML
                                                            ``recipient_hash_key_file``
 default_campaign               (none)                      campaign when no mapped field has a value
+                                                           (keep it: the detector counts "(none)" as
+                                                           unattributed volume for ip_pool_surge)
 max_body_bytes                 5242880                     larger bodies get 413
 timestamp_tolerance_seconds    300                         max clock skew for signed timestamps
                                                            (SendGrid, Mailgun, Svix)
@@ -84,6 +86,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from detector.event import UNATTRIBUTED_CAMPAIGN
+
 PROVIDER_NAMES = ("sendgrid", "mailgun", "postmark", "ses", "sparkpost", "mandrill", "brevo",
                   "resend", "mailersend", "mailjet", "generic")
 _SECRET_FIELDS = ("secret", "basic_password", "bearer_token")
@@ -121,7 +125,7 @@ class IngestConfig:
     events_topic: str = "deliverability-events"
     dlq_topic: str = "deliverability-events-dlq"
     recipient_hash_key: bytes = field(default=b"", repr=False)
-    default_campaign: str = "(none)"
+    default_campaign: str = UNATTRIBUTED_CAMPAIGN   # the detector counts it as unattributed volume
     max_body_bytes: int = 5 * 1024 * 1024
     timestamp_tolerance_seconds: float = 300.0
     sns_max_age_seconds: float = 86400.0

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from detector.event import (BOUNCE_CLASSES, EVENT_TYPES, MAX_REASON_CHARS, EventError, stable_event_id,
+from detector.event import (UNATTRIBUTED_CAMPAIGN, BOUNCE_CLASSES, EVENT_TYPES, MAX_REASON_CHARS, EventError, stable_event_id,
                             validate_event)
 
 from .. import fastjson
@@ -56,7 +56,7 @@ class Context:
         ps = config.provider(provider) if hasattr(config, "provider") else None
         fields = ps.campaign_fields if ps is not None and ps.campaign_fields else None
         self.campaign_fields = tuple(fields) if fields else tuple(default_fields)
-        self.default_campaign = getattr(config, "default_campaign", "(none)")
+        self.default_campaign = getattr(config, "default_campaign", UNATTRIBUTED_CAMPAIGN)
         self.reducer = RecipientReducer(config.recipient_hash_key)
         self.campaign = CampaignResolver(self.campaign_fields, self.default_campaign)
         domain_fields = ps.sending_domain_fields if ps is not None and ps.sending_domain_fields else ()

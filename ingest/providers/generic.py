@@ -6,7 +6,7 @@ which is reduced here like every provider's; ``event_id`` defaults to a stable h
 """
 from __future__ import annotations
 
-from detector.event import FIELDS, EventError, make_event
+from detector.event import FIELDS, UNATTRIBUTED_CAMPAIGN, EventError, make_event
 
 from ..privacy import RecipientReducer, redact
 from .common import ParseResult, PayloadError, as_list, check_content_type, load_json, run_each, strict
@@ -39,7 +39,7 @@ def _one(reducer: RecipientReducer, default_campaign: str, raw: dict) -> list[di
 def normalize(body: bytes, content_type: str, config) -> ParseResult:
     check_content_type(content_type, CONTENT_TYPES)
     reducer = RecipientReducer(config.recipient_hash_key)
-    default = getattr(config, "default_campaign", "(none)")
+    default = getattr(config, "default_campaign", UNATTRIBUTED_CAMPAIGN)
     return run_each(as_list(load_json(body), "event or array of events"), lambda raw: _one(reducer, default, raw))
 
 
