@@ -99,7 +99,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from detector import cusum
-from detector.counts import COUNTER_INDEX, N_COUNTERS
+from detector.counts import COUNTER_INDEX, FBL_SLOT, N_COUNTERS
 from detector.engine import Engine
 from detector.rates import METRICS
 from detector.rules import RuleSet, default_rules_path, load_rules
@@ -293,11 +293,8 @@ class TrafficIndex:
         self.ev_type = type_counter[np.asarray(table.type)]
         self.ev_bounce = bounce_counter[np.asarray(table.bclass)]  # bclass -1 -> last entry, -1
         # Deliveries and complaints at feedback-loop providers count a third time (complaint_rate's terms).
-        fbl_counter = np.full(len(COUNTER_INDEX), -1, dtype=np.int64)
-        fbl_counter[COUNTER_INDEX["delivered"]] = COUNTER_INDEX["delivered_fbl"]
-        fbl_counter[COUNTER_INDEX["complained"]] = COUNTER_INDEX["complained_fbl"]
         at_loop = DOMAINS.fbl[dom][self.ev_msg]
-        self.ev_fbl = np.where(at_loop, fbl_counter[self.ev_type], -1)
+        self.ev_fbl = np.where(at_loop, FBL_SLOT[self.ev_type], -1)  # event-type counters = type codes
         self._closures: dict[tuple, dict] = {}
 
     def mask(self, scope: Mapping[str, str]) -> np.ndarray:

@@ -49,7 +49,6 @@ _REASON_MASK[[TYPE_CODE[t] for t in ("bounced", "complained", "deferred", "dropp
 SCOPE_FIELDS = ("campaign", "mailbox_provider", "sending_domain", "ip_pool", "recipient_domain", "provider")
 
 
-
 class Vocabulary:
     """Interns strings to small integer codes (None -> -1), shared by all batches."""
 
@@ -212,9 +211,10 @@ _UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
 
 
 _COMPLAINED = TYPE_CODE["complained"]
-_FBL_SLOTS = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
-_FBL_SLOTS[_DELIVERED] = COUNTER_INDEX["delivered_fbl"]
-_FBL_SLOTS[_COMPLAINED] = COUNTER_INDEX["complained_fbl"]
+#: Per event type code: the counter it also counts in at a feedback-loop provider (-1: none).
+FBL_SLOT = np.full(len(EVENT_TYPES), -1, dtype=np.int64)
+FBL_SLOT[_DELIVERED] = COUNTER_INDEX["delivered_fbl"]
+FBL_SLOT[_COMPLAINED] = COUNTER_INDEX["complained_fbl"]
 
 
 def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -230,7 +230,7 @@ def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.
                                  & at_loop[np.maximum(mbp, 0)])
             if fbl.size:
                 rows.append(fbl)
-                slots.append(_FBL_SLOTS[tc[fbl]])
+                slots.append(FBL_SLOT[tc[fbl]])
     bounce_rows = np.flatnonzero(batch.bounce_code >= 0)
     if bounce_rows.size:
         rows.append(bounce_rows)
