@@ -601,7 +601,8 @@ def run_oracle(index: "TrafficIndex", label: Mapping, first: Mapping | None, dde
 
 #: Scenarios whose rules judge steady flows only (volume_surge, campaign_silence arm after a
 #: day of traffic): they run with this much simulated history before the scored period.
-HISTORY: dict[str, float] = {"silent-stop": 26 * 3600.0, "runaway": 26 * 3600.0, "demo": 26 * 3600.0}
+HISTORY: dict[str, float] = {"silent-stop": 26 * 3600.0, "runaway": 26 * 3600.0, "demo": 26 * 3600.0,
+                             "wrong-segment": 26 * 3600.0}
 
 
 def evaluate_run(scenario: str, seed: int, *, scale: float, duration: float, rules_path: str,

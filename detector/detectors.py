@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Callable
+from typing import Mapping, Any, Callable
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -352,42 +352,166 @@ def eval_window(rule: Rule, st: dict, sid: str, w: float, x: int, n: int) -> Fin
                    extra={"rho": st["rho"], "min_effect": rule.min_effect})
 
 
-def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float = 300.0) -> Finding | None:
+def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float = 300.0,
+                learned_lag: Mapping | None = None) -> Finding | None:
     """Fire when the one-sided lower confidence bound of the span's rate exceeds the policy rate.
 
     With a ``lag`` (complaints), the span's complaints are judged against its exposure
-    (:mod:`detector.exposure`) with exact Poisson bounds, not against its deliveries."""
+    (:mod:`detector.exposure`) with exact Poisson bounds, not against its deliveries.
+    ``learned_lag``: the lag fitted on the stream (:func:`detector.lag.summarise`), which
+    replaces the rule's prior unless the rule says ``lag: {learn: false}``."""
     if rule.lag_median:
-        return _eval_lagged_policy(rule, st, sid, w, x, n, window)
+        def retire(old: list) -> None:  # a window left the span: its deliveries still draw complaints
+            exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+        xs, ns = _span(rule, st, x, n, [x, n, w], retire)
+        e = _exposure(rule, st, st["recent"], w, window, ns, learned_lag)
+        st["exposure"] = e
+        return _policy_finding(rule, sid, w, xs, ns, e, learned_lag if rule.lag_learn else None,
+                               (st, st["recent"], window))
     xs, ns = _span(rule, st, x, n)
-    if ns < max(1, rule.min_volume):
-        return None
-    if xs / ns <= rule.rate:
-        lower = None  # the lower bound never exceeds the point estimate: no need to compute it
-    elif rule.method == "wilson":
-        lower = float(policy.wilson_lower(xs, ns, rule.alpha))
-    else:
-        lower = float(policy.clopper_pearson_lower(xs, ns, rule.alpha))
-    fire = lower is not None and lower > rule.rate
-    return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and xs / ns < rule.rate),
-                   statistic=lower, baseline=None, threshold=rule.rate, extra={"lower_bound": lower})
+    return _policy_finding(rule, sid, w, xs, ns, None)
 
 
-def _eval_lagged_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float) -> Finding | None:
-    def retire(old: list) -> None:  # a window left the span: its deliveries still draw complaints
-        exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
-    xs, ns = _span(rule, st, x, n, [x, n, w], retire)
-    e = exposure.exposure(st, st["recent"], w + window, rule.span_windows * window, rule.lag_median, rule.lag_sigma,
-                          rule.lag_fastest, window, span_n=ns)
-    st["exposure"] = e
-    if e < max(1, rule.min_volume):
+def _lags(rule: Rule, learned_lag: Mapping | None) -> tuple[float, float, float, float]:
+    """(slow median, its sigma, fast median, its sigma) of the exposure: the rule's prior, or
+    the learned lag. The prior is a box [fastest, median] around the lag; a fit narrows it,
+    never widens it."""
+    if not (learned_lag and rule.lag_learn):
+        return rule.lag_median, rule.lag_sigma, rule.lag_fastest, rule.lag_sigma
+    fast, fast_sigma = learned_lag["fast"]
+    slow, slow_sigma = learned_lag["slow"]
+    if rule.lag_fastest and fast < rule.lag_fastest:
+        fast, fast_sigma = rule.lag_fastest, rule.lag_sigma
+    if slow > rule.lag_median:
+        slow, slow_sigma = rule.lag_median, rule.lag_sigma
+    return slow, slow_sigma, fast, fast_sigma
+
+
+def _exposure(rule: Rule, st: dict, recent: list, w: float, window: float, ns: int,
+              learned_lag: Mapping | None) -> float:
+    """The span's exposure: its own deliveries under the fast end of the lag, those that left
+    the span under the slow end (see :func:`_lags`)."""
+    slow, slow_sigma, fast, fast_sigma = _lags(rule, learned_lag)
+    return exposure.exposure(st, recent, w + window, rule.span_windows * window, slow, slow_sigma, fast, window,
+                             span_n=ns, fastest_sigma=fast_sigma)
+
+
+def subspans(rule: Rule) -> list[int]:
+    """The spans, in windows, a lagged policy rule judges: its ``span``, and with ``min_span``
+    the span halved while at least ``min_span``. A complaint spike that started an hour ago is
+    diluted by the 23 calm hours before it in a 24-hour span; in its own sub-span it is not."""
+    out, k = [rule.span_windows], rule.span_windows // 2
+    while rule.min_span_windows and k >= rule.min_span_windows:
+        out.append(k)
+        k //= 2
+    return out
+
+
+def _subspan_bounds(rule: Rule, st: dict, recent: list, w: float, window: float, learned_lag: Mapping | None,
+                    alpha: float) -> tuple[float, int, float, int] | None:
+    """The sub-span (shorter than the span) whose lower bound is highest: (lower, complaints,
+    exposure, windows); None when no sub-span has the volume and the rate to be judged.
+
+    A sub-span's exposure counts its own deliveries under the fast end of the lag (the most
+    complaints they can have sent by now), and each delivery before it for the largest share
+    of its complaints that any lag in the box [fast end, slow end] sends into the sub-span: a
+    send an hour before a 45-minute sub-span sends it most of its complaints under a 1-hour lag
+    and almost none under a 6-hour one, so neither end alone is the conservative one."""
+    if not any(r[0] for r in recent[-rule.min_span_windows:]):
+        return None          # no complaint in the shortest sub-span: no sub-span can newly fire
+    slow, slow_sigma, fast, fast_sigma = _lags(rule, learned_lag)
+    span_end = w + window
+    rec = np.array([(r[0], r[1], r[2]) for r in recent if r[0] or r[1]], dtype=float).reshape(-1, 3)
+    old = st.get("old") or {}
+    olds = np.array([(0.0, n, float(k) + 1800.0 - window / 2) for k, n in old.items() if n],
+                    dtype=float).reshape(-1, 3)
+    x, n, age = rec[:, 0], rec[:, 1], span_end - rec[:, 2] - window / 2
+    before_n = np.concatenate([n, olds[:, 1]])
+    before_age = np.concatenate([age, span_end - olds[:, 2] - window / 2])
+    own = exposure.lag_cdf_array(age, fast, fast_sigma) if fast else np.ones_like(age)
+    lo, hi = (fast or slow), max(fast or slow, slow)
+    medians = np.exp(np.linspace(math.log(lo), math.log(hi), 9)) if hi > lo else np.array([lo])
+    sigmas = np.where(medians <= fast, fast_sigma, slow_sigma) if fast else np.full(len(medians), slow_sigma)
+    best = None
+    n_rec = len(rec)
+    for k in subspans(rule)[1:]:
+        sub_s = k * window
+        inside = rec[:, 2] >= span_end - sub_s
+        xs = int(x[inside].sum())
+        if not xs:
+            continue
+        outside = np.concatenate([~inside, np.ones(len(olds), dtype=bool)])
+        t = before_age[outside][None, :]
+        shares = (exposure.lag_cdf_array(t, medians[:, None], sigmas[:, None])
+                  - exposure.lag_cdf_array(t - sub_s, medians[:, None], sigmas[:, None])).max(axis=0)
+        e = float((own[inside] * n[inside]).sum() + (before_n[outside] * shares).sum())
+        if e < max(1, rule.min_volume) or xs / e <= rule.rate:
+            continue
+        lower = float(policy.poisson_rate_lower(xs, e, alpha))
+        if best is None or lower > best[0]:
+            best = (lower, xs, e, k)
+    del n_rec
+    return best
+
+
+def peek_policy(rule: Rule, st: dict, sid: str, w: float, pending: list[list], window: float = 300.0,
+                learned_lag: Mapping | None = None) -> Finding | None:
+    """:func:`eval_policy` as if the still-open windows ``pending`` (``[x, n, start]``, oldest
+    first, the last one starting at ``w``) had closed now, without changing ``st``.
+
+    A policy line is crossed when evidence arrives, not when the allowed lateness has run out:
+    the engine looks at each window as soon as it ends (``Engine.advance``), so a complaint
+    spike pages up to ``allowed_lateness`` sooner; the window's own close, with any late events,
+    still decides everything else (calm windows, resolution)."""
+    recent = list(st.get("recent", ())) + pending
+    dropped, recent = recent[:-rule.span_windows], recent[-rule.span_windows:]
+    xs, ns = sum([r[0] for r in recent]), sum([r[1] for r in recent])
+    if not rule.lag_median:
+        return _policy_finding(rule, sid, w, xs, ns, None)
+    held = {"old": dict(st.get("old") or {})}
+    for old in dropped:
+        exposure.retire(held, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+    e = _exposure(rule, held, recent, w, window, ns, learned_lag)
+    return _policy_finding(rule, sid, w, xs, ns, e, learned_lag if rule.lag_learn else None,
+                           (held, recent, window))
+
+
+def _policy_finding(rule: Rule, sid: str, w: float, xs: int, ns: int, e: float | None,
+                    learned_lag: Mapping | None = None, span: tuple | None = None) -> Finding | None:
+    """The policy decision on a span's counts; ``e``: its exposure (lagged rules), else None."""
+    if e is None:
+        if ns < max(1, rule.min_volume):
+            return None
+        if xs / ns <= rule.rate:
+            lower = None  # the lower bound never exceeds the point estimate: no need to compute it
+        elif rule.method == "wilson":
+            lower = float(policy.wilson_lower(xs, ns, rule.alpha))
+        else:
+            lower = float(policy.clopper_pearson_lower(xs, ns, rule.alpha))
+        fire = lower is not None and lower > rule.rate
+        return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and xs / ns < rule.rate),
+                       statistic=lower, baseline=None, threshold=rule.rate, extra={"lower_bound": lower})
+    n_spans = len(subspans(rule)) if span is not None else 1
+    alpha = rule.alpha / n_spans    # Bonferroni over the span and its sub-spans
+    sub = None
+    if span is not None and n_spans > 1:
+        held, recent, window = span
+        sub = _subspan_bounds(rule, held, recent, w, window, learned_lag, alpha)
+    if e < max(1, rule.min_volume) and sub is None:
         return None
-    rate = xs / e
-    lower = float(policy.poisson_rate_lower(xs, e, rule.alpha)) if rate > rule.rate else None
+    rate = xs / e if e >= max(1, rule.min_volume) else 0.0
+    lower = float(policy.poisson_rate_lower(xs, e, alpha)) if rate > rule.rate else None
     fire = lower is not None and lower > rule.rate
+    extra = {}
+    if sub is not None and sub[0] > rule.rate and not fire:
+        fire, lower = True, sub[0]
+        extra = {"subspan_s": sub[3] * span[2], "subspan_complaints": sub[1], "subspan_exposure": round(sub[2], 1)}
     return Finding(rule, sid, w, xs, ns, fire=fire, calm=(not fire and rate < rule.rate), statistic=lower,
                    baseline=None, threshold=rule.rate,
-                   extra={"lower_bound": lower, "exposure": round(e, 1), "lag_median_s": rule.lag_median})
+                   extra={"lower_bound": lower, "exposure": round(e, 1), **extra,
+                          **({"lag_median_s": rule.lag_median} if not learned_lag else
+                             {"lag": "learned", "lag_fast_median_s": round(learned_lag["fast"][0], 1),
+                              "lag_slow_median_s": round(learned_lag["slow"][0], 1)})})
 
 
 def eval_drift(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window: float) -> Finding | None:

@@ -26,6 +26,7 @@ from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabula
 from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
+from .lag import ComplaintLags
 from .retries import RetryMemory
 from .rules import Rule, RuleSet
 
@@ -71,9 +72,14 @@ class Engine:
             self.rules_by_scope[rule.scope].append(rule)
         self.late_events = 0
         self.retries = RetryMemory()     # first attempts where the ESP does not number them
+        #: complaint lags learned from matched deliveries (policy rules with a lag that learn it)
+        self.lags = (ComplaintLags(ruleset.feedback_loops)
+                     if any(r.lag_median and r.lag_learn for r in ruleset.rules) else None)
         self._pending: list[dict] = []   # alarms raised while deltas were applied
+        self._closing_at = -math.inf     # event time of the window close under way (close_window)
         self.sequences, self._trial_slots, self._charts = _chart_plan(ruleset)
         self._close_plan, self._rule_index = _close_plan(ruleset)
+        self._policy_scopes = {r.scope for r in ruleset.rules if r.test == "policy"}
         self._empty_run_bound = clock.empty_run_bound(ruleset)
         for provider, domains in ruleset.mailbox_providers.items():
             register_domains(provider, domains)
@@ -88,7 +94,18 @@ class Engine:
         """Count a list of validated canonical events and return the alerts they cause."""
         if not events:
             return []
+        if self.lags is not None:
+            self.lags.observe(events)
         return self.process_batch(EventBatch.from_events(events, self.vocab, self.retries))
+
+    def learn_lags(self, now: float) -> None:
+        """Refit the complaint lag (:mod:`detector.lag`) and keep what the policy rules use in
+        ``meta["lag"]``, where the pipeline's deltas messages also put it."""
+        if self.lags is None:
+            return
+        self.lags.expire(now)
+        if self.lags.refit(now):
+            self.meta["lag"] = self.lags.summary()
 
     def process_batch(self, batch: EventBatch) -> list[dict]:
         if len(batch) == 0:
@@ -106,7 +123,9 @@ class Engine:
                 for delta in deltas(counted).values():
                     self.apply_delta(delta)
             del counted  # freed now, not walked by the collector when it resumes
-            return self.advance(float(batch.timestamp.max()))
+            newest = float(batch.timestamp.max())
+            self.learn_lags(newest)
+            return self.advance(newest)
 
     def apply_delta(self, delta: ScopeDelta) -> int:
         """Add one scope's window counts; return how many events were too late.
@@ -219,9 +238,11 @@ class Engine:
         """Move the watermark to ``newest_event_time - lateness`` and close due windows."""
         newest = max(newest_event_time, self.meta.get("newest", -math.inf))
         self.meta["newest"] = newest
+        # every window is looked at before it closes (in a replay's large batches too)
+        early = self._look_ahead(math.floor(newest / self.window) * self.window) if self._policy_scopes else []
         closed = self._close_until(math.floor((newest - self.lateness) / self.window) * self.window)
         alerts, self._pending = self._pending, []
-        return alerts + closed
+        return alerts + early + closed
 
     def flush(self) -> list[dict]:
         """End of the input (a replay): close every window the input covers entirely.
@@ -236,6 +257,69 @@ class Engine:
         closed = [] if newest is None else self._close_until(math.floor(newest / self.window) * self.window)
         alerts, self._pending = self._pending, []
         return alerts + closed
+
+    def _look_ahead(self, until: float) -> list[dict]:
+        """Policy rules look at each window as soon as it ends, before its allowed lateness.
+
+        Only a firing can come of it (:func:`detectors.peek_policy` leaves the rule's state as
+        it is), and only where the window brought the rule's numerator (a complaint, a
+        throttled attempt): a line is crossed when evidence arrives. The alarm is stamped at
+        the window's end, in replay and in the pipeline alike."""
+        closed = self.closed_until
+        if closed is None:
+            closed = self.meta.get("first_open")
+            if closed is None:
+                return []
+        start = max(closed, self.meta.get("looked_until", closed))
+        if start >= until:
+            return []
+        alerts: list[tuple[int, str, dict]] = []
+        window, plans = self.window, self._close_plan
+        learned = self.meta.get("lag")
+        n_windows = round((until - start) / window)
+        for sid in list(self.states):
+            st = self.states[sid]
+            fields = tuple(st["scope"])
+            if fields not in self._policy_scopes or st["last_seen"] is None or st["last_seen"] < start:
+                continue
+            wins = st["windows"]
+            cov = first = None
+            changed = False
+            for k in range(n_windows):
+                w = start + k * window
+                counts = wins.get(repr(float(w)))
+                if counts is None:
+                    continue
+                for rule, order, test, kind, num, den, _ in plans[fields]:
+                    if test != "policy" or not any(counts[i] for i in num):
+                        continue
+                    rst = st["rules"].get(rule.name)
+                    if rst is not None and rst["firing"]:
+                        continue
+                    if cov is None:
+                        cov, first = sends.coverage_numbered(st)
+                    pending = []
+                    for j in range(round((w - closed) / window) + 1):
+                        ws = closed + j * window
+                        c = wins.get(repr(float(ws)))
+                        if c is not None:
+                            pending.append([*_metric_pair(kind, num, den, rule, c, cov, first), ws])
+                    finding = detectors.peek_policy(rule, rst or detectors.new_state(), sid, w, pending, window,
+                                                    learned)
+                    if finding is None or not finding.fire:
+                        continue
+                    finding.detected_at = w + window
+                    if rst is None:
+                        rst = st["rules"][rule.name] = detectors.new_state()
+                    alert = self._transition(rule, rst, st, finding, st["reasons"].get(repr(float(w)), {}))
+                    if alert:
+                        alerts.append((order, sid, alert))
+                        changed = True
+            if changed:
+                self.states[sid] = st
+        self.meta["looked_until"] = until
+        alerts.sort(key=lambda t: (t[0], t[1]))
+        return [a for _, _, a in alerts]
 
     #: Windows evaluated (closed one by one) and skipped in empty stretches, by this Engine object.
     windows_evaluated = 0
@@ -278,12 +362,18 @@ class Engine:
     def close_window(self, start: float) -> list[dict]:
         """Evaluate every rule on every known scope for the window starting at ``start``."""
         key = wkey(start)
+        # The event time at which this close happens: the window's end plus the allowed lateness
+        # (the watermark passed it), or the input's end in a replay's flush. Alerts of the close
+        # are stamped with it, not with the window's end, which would flatter every delay.
+        end = start + self.window
+        self._closing_at = max(end, min(end + self.lateness, self.meta.get("newest", end)))
         alerts: list[tuple[int, str, dict]] = []
         rounds: dict[str, list[tuple[detectors.Finding, str, dict]]] = defaultdict(list)
         zeros = [0] * N_COUNTERS
         expired = []
         states, plans, window, ttl = self.states, self._close_plan, self.window, self.ttl
         new_state = detectors.new_state
+        learned = self.meta.get("lag")
         for sid in list(states):
             st = states[sid]
             if st["first"] is None or start < st["first"]:
@@ -300,23 +390,7 @@ class Engine:
                 name = rule.name
                 rst = rules_st.get(name) or new_state()
                 rules_st[name] = rst
-                # the metric's (x, n), as Metric.pair or the send volume
-                if kind == _SEND_VOLUME:
-                    x = n = sends.volume(rule.metric, counts, cov, first)
-                else:
-                    x = 0
-                    for i in num:
-                        x += counts[i]
-                    x = int(x)
-                    if kind == _PER_SEND:
-                        n = sent
-                    elif den:
-                        n = 0
-                        for i in den:
-                            n += counts[i]
-                        n = int(n)
-                    else:
-                        n = x
+                x, n = _metric_pair(kind, num, den, rule, counts, cov, first, sent)
                 if rst["firing"] and idle_check and start >= rst.get("fired_window", start):
                     rst["idle"] = 0 if n or _span_holds_evidence(rule, rst) else rst.get("idle", 0) + 1
                     if rst["idle"] >= rule.resolve_idle_windows:
@@ -325,7 +399,7 @@ class Engine:
                 if test == "cusum":
                     finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
                 elif test == "policy":
-                    finding = detectors.eval_policy(rule, rst, sid, start, x, n, window=window)
+                    finding = detectors.eval_policy(rule, rst, sid, start, x, n, window=window, learned_lag=learned)
                 elif test == "surge" or test == "silence":
                     finding = detectors.eval_volume(rule, rst, sid, start, x, window)
                 elif test == "drift":
@@ -374,7 +448,7 @@ class Engine:
         """Apply one finding to the rule's firing state: one firing and one resolved per incident."""
         scope = st["scope"]
         window = (f.window_start, f.window_start + self.window)
-        at = f.detected_at if f.detected_at is not None else window[1]
+        at = f.detected_at if f.detected_at is not None else max(window[1], self._closing_at)
         affected = int(f.extra.get("incident_events", f.x)) if not METRICS[rule.metric].is_volume else 0
         common = dict(rule=rule, scope=scope, window=window, x=f.x, n=f.n, baseline=f.baseline,
                       threshold=f.threshold, p_value=f.p_value, statistic=f.statistic, reasons=reasons,
@@ -397,7 +471,8 @@ class Engine:
         rst["quiet"] += 1
         if rst["quiet"] < rule.resolve_windows:
             return None
-        alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], **common)
+        alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], detected_at=at,
+                            **common)
         rst.update(firing=False, quiet=0, alert_id=None, fired_at=None, fired_window=None)
         if rule.test == "cusum":
             detectors.relearn(rst)
@@ -406,6 +481,7 @@ class Engine:
     def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float, by: str = "no traffic") -> dict:
         """Resolve an alert whose scope stopped sending: a finished bulk send has no calm windows."""
         alert = build_alert(rule=rule, status="resolved", scope=st["scope"], the_alert_id=rst["alert_id"],
+                            detected_at=max(start + self.window, self._closing_at),
                             window=(start, start + self.window), x=0, n=0, baseline=rst.get("p0"),
                             threshold=None, p_value=None, statistic=None, reasons={}, affected=0,
                             fired_at=rst["fired_at"], extra={"resolved_by": by,
@@ -472,6 +548,26 @@ def _close_plan(ruleset: RuleSet) -> tuple[dict, dict]:
     plan = (dict(plans), index)
     _CLOSE_PLANS[id(ruleset)] = (ruleset, plan)
     return plan
+
+
+def _metric_pair(kind: int, num: tuple, den: tuple, rule: Rule, counts: Sequence, cov, first,
+                 sent: int | None = None) -> tuple[int, int]:
+    """A window's (x, n) for a rule's metric, as Metric.pair or the send volume."""
+    if kind == _SEND_VOLUME:
+        x = sends.volume(rule.metric, counts, cov, first)
+        return x, x
+    x = 0
+    for i in num:
+        x += counts[i]
+    x = int(x)
+    if kind == _PER_SEND:
+        return x, sends.sends(counts, cov, first) if sent is None else sent
+    if den:
+        n = 0
+        for i in den:
+            n += counts[i]
+        return x, int(n)
+    return x, x
 
 
 def _span_holds_evidence(rule: Rule, rst: dict) -> bool:

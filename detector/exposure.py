@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from scipy.special import ndtr
+
 _HOUR = 3600.0
 #: A bin is dropped once less than this share of its complaints can still arrive in a span.
 _TAIL = 1e-4
@@ -34,6 +37,14 @@ def lag_cdf(t: float, median: float, sigma: float) -> float:
     return 0.5 * (1.0 + math.erf((math.log(t) - math.log(median)) / (sigma * math.sqrt(2.0))))
 
 
+def lag_cdf_array(t, median, sigma):
+    """:func:`lag_cdf` over arrays (broadcast): 0 where ``t <= 0``."""
+    t = np.asarray(t, dtype=float)
+    with np.errstate(divide="ignore"):
+        z = (np.log(np.maximum(t, 1e-300)) - np.log(median)) / sigma
+    return np.where(t > 0, ndtr(z), 0.0)
+
+
 def retire(st: dict, window_start: float, n: int) -> None:
     """A window left the span: keep its deliveries in an hourly bin for their late complaints."""
     if n:
@@ -43,15 +54,17 @@ def retire(st: dict, window_start: float, n: int) -> None:
 
 
 def exposure(st: dict, recent: list[list], span_end: float, span_s: float, median: float, sigma: float,
-             fastest: float = 0.0, window: float = 300.0, span_n: float | None = None) -> float:
+             fastest: float = 0.0, window: float = 300.0, span_n: float | None = None,
+             fastest_sigma: float | None = None) -> float:
     """The span's deliveries plus the shares of earlier deliveries whose complaints arrive in it.
 
     ``recent`` holds the span's windows as ``[x, n, window_start]``. With ``fastest`` (the median
     of the fastest lag the stream can plausibly have) each of its deliveries counts for the share
     of its complaints that lag would already have brought; without, in full (``span_n``: their sum,
-    when the caller has it)."""
+    when the caller has it). ``fastest_sigma``: that lag's sigma (default ``sigma``)."""
     if fastest:
-        total = sum(r[1] * lag_cdf(span_end - r[2] - window / 2, fastest, sigma) for r in recent if r[1])
+        fs = sigma if fastest_sigma is None else fastest_sigma
+        total = sum(r[1] * lag_cdf(span_end - r[2] - window / 2, fastest, fs) for r in recent if r[1])
     else:
         total = float(sum([r[1] for r in recent]) if span_n is None else span_n)
     old = st.get("old")

@@ -63,6 +63,7 @@ class Rule:
     # window tests
     q: float = 0.01
     span_windows: int = 1
+    min_span_windows: int = 0        # policy: also judge sub-spans, the span halved down to this (0: none)
     min_effect: float = 1.5
     # policy
     rate: float = 0.0
@@ -73,6 +74,7 @@ class Rule:
     lag_median: float = 0.0          # seconds; > 0 judges the span against its delayed-feedback exposure
     lag_sigma: float = 1.5
     lag_fastest: float = 0.0         # seconds; median of the fastest plausible lag (discounts the span's own deliveries)
+    lag_learn: bool = True           # replace the lag prior by the lag fitted on matched complaints (detector/lag.py)
     # volume
     factor: float = 3.0
     seasonal: bool = False
@@ -172,6 +174,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "q": ("prob", ("binomial", "betabinomial")),
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
     "max_run": ("duration", ("surge",)),
+    "min_span": ("duration", ("policy",)),
     "min_effect": ("ratio", ("binomial", "betabinomial", "drift")),
     "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "drift", "surge", "silence")),
     "baseline_days": ("count", ("drift",)),
@@ -314,8 +317,13 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
                         values["lag_fastest"] = parse_duration(_plain(svnode))
                         if values["lag_fastest"] <= 0:
                             raise ValueError("must be > 0")
+                    elif sk == "learn":
+                        v = _plain(svnode)
+                        if not isinstance(v, bool):
+                            raise ValueError("must be true or false")
+                        values["lag_learn"] = v
                     else:
-                        errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma, fastest)", rname)
+                        errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma, fastest, learn)", rname)
                 except ValueError as exc:
                     errs.add(svnode, f"lag.{sk} {exc}", rname)
             continue
@@ -374,7 +382,9 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
             errs.add(keys["span"][1], "a surge rule takes max_run (span is its older name), not both", rname)
             return None
         values["max_run"] = values.pop("span")   # a pooled span is the longest run the scan judges
-    for src, dst in (("span", "span_windows"), ("max_run", "run_windows"),
+    if values.get("min_span", 0) > values.get("span", 1):
+        errs.add(keys["min_span"][1], "min_span must not exceed span", rname)
+    for src, dst in (("span", "span_windows"), ("max_run", "run_windows"), ("min_span", "min_span_windows"),
                      ("false_alarms_per_scope_day", "fa_per_scope_day")):
         if src in values:
             values[dst] = values.pop(src)

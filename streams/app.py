@@ -17,6 +17,7 @@ from ddetect.metrics_http import metrics_response
 from ddetect.rates_collector import CampaignRatesCollector
 from detector.counts import BOUNCE_CLASSES, SCOPE_FIELDS, EventBatch, Vocabulary, aggregate
 from detector.coverage import BlindRules
+from detector.lag import ComplaintLags, valid_summary
 from detector.retries import RetryMemory
 from detector.engine import Engine, sequence_types
 from detector.event import EVENT_TYPES
@@ -123,6 +124,11 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
     # First attempts where the ESP does not number them: per worker, so a message whose
     # deferral and outcome land on partitions of different workers counts its outcome as new.
     retries = RetryMemory()
+    # Complaint lags, learned from the deliveries and complaints this worker reads (detector/lag.py);
+    # the fit travels with every deltas message into each partition's clock, where the engine reads it.
+    lags = (ComplaintLags(ruleset.feedback_loops)
+            if any(r.lag_median and r.lag_learn for r in ruleset.rules) else None)
+    lag_summary: list = [None]
 
     @app.agent(events_topic)
     async def count_events(stream):
@@ -187,11 +193,17 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
             for delta in aggregate(batch, scope_defs, window, sequences, ruleset.feedback_loops).values():
                 per_partition[partitioner(delta.scope.keys(), delta.scope_id)].append(delta_to_json(delta))
         newest = float(batch.timestamp.max())
+        if lags is not None:
+            lags.observe(events)
+            lags.expire(newest)
+            if lags.refit(newest):
+                lag_summary[0] = lags.summary()
+        extra = {"lag": lag_summary[0]} if lag_summary[0] else {}
         # Every partition hears the newest event time, so its windows close on time
         # even when none of its scopes were in this batch.
         for p in range(config.partitions):
             await deltas_topic.send(key=f"p{p}".encode(), partition=p,
-                                    value={"newest": newest, "deltas": per_partition.get(p, [])})
+                                    value={"newest": newest, "deltas": per_partition.get(p, []), **extra})
 
     clock_high = [0.0]  # newest closed-window bound over this worker's partitions
 
@@ -235,6 +247,8 @@ def create_app(config: WorkerConfig | None = None, ruleset: RuleSet | None = Non
         if offset <= meta.get("offset", -1):
             return [], []
         meta["offset"] = offset
+        if isinstance(value, dict) and valid_summary(value.get("lag")):
+            meta["lag"] = value["lag"]
         view = PartitionView(scope_state, dict(clocks.get(f"index:p{p}") or {}))
         engine = Engine(ruleset, states=view, meta=meta)
         failures: list[str] = []
