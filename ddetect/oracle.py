@@ -60,29 +60,19 @@ CUSUM scope's ARL0 (``max(trials per day / budget, 1e4)``).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import ndtr
 
 from detector import cusum
+from detector.exposure import lag_cdf_array as lognormal_cdf  # P(lag <= u), 0 for u <= 0; re-exported
 
 #: The chart starts this long before the onset (or at the start of the run, if later).
 ORACLE_LEAD = 6 * 3600.0
 #: Restarts after pre-onset alarms before the oracle gives up (a chart that alarms this
 #: often in control is broken; the result says so).
 MAX_RESTARTS = 50
-
-
-def lognormal_cdf(u, median: float, sigma: float) -> np.ndarray:
-    """P(lag <= u) for a log-normal lag with this median and sigma (0 for u <= 0)."""
-    u = np.asarray(u, dtype=float)
-    out = np.zeros(u.shape)
-    pos = u > 0
-    out[pos] = ndtr((np.log(u[pos]) - math.log(median)) / sigma)
-    return out
 
 
 @dataclass

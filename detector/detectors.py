@@ -362,12 +362,11 @@ def eval_policy(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, window
     replaces the rule's prior unless the rule says ``lag: {learn: false}``."""
     if rule.lag_median:
         def retire(old: list) -> None:  # a window left the span: its deliveries still draw complaints
-            exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+            _retire(rule, st, old, w, window)
         xs, ns = _span(rule, st, x, n, [x, n, w], retire)
         e = _exposure(rule, st, st["recent"], w, window, ns, learned_lag)
         st["exposure"] = e
-        return _policy_finding(rule, sid, w, xs, ns, e, learned_lag if rule.lag_learn else None,
-                               (st, st["recent"], window))
+        return _policy_finding(rule, sid, w, xs, ns, e, learned_lag, (st, st["recent"], window))
     xs, ns = _span(rule, st, x, n)
     return _policy_finding(rule, sid, w, xs, ns, None)
 
@@ -433,7 +432,6 @@ def _subspan_bounds(rule: Rule, st: dict, recent: list, w: float, window: float,
     medians = np.exp(np.linspace(math.log(lo), math.log(hi), 9)) if hi > lo else np.array([lo])
     sigmas = np.where(medians <= fast, fast_sigma, slow_sigma) if fast else np.full(len(medians), slow_sigma)
     best = None
-    n_rec = len(rec)
     for k in subspans(rule)[1:]:
         sub_s = k * window
         inside = rec[:, 2] >= span_end - sub_s
@@ -450,7 +448,6 @@ def _subspan_bounds(rule: Rule, st: dict, recent: list, w: float, window: float,
         lower = float(policy.poisson_rate_lower(xs, e, alpha))
         if best is None or lower > best[0]:
             best = (lower, xs, e, k)
-    del n_rec
     return best
 
 
@@ -470,15 +467,22 @@ def peek_policy(rule: Rule, st: dict, sid: str, w: float, pending: list[list], w
         return _policy_finding(rule, sid, w, xs, ns, None)
     held = {"old": dict(st.get("old") or {})}
     for old in dropped:
-        exposure.retire(held, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
+        _retire(rule, held, old, w, window)
     e = _exposure(rule, held, recent, w, window, ns, learned_lag)
-    return _policy_finding(rule, sid, w, xs, ns, e, learned_lag if rule.lag_learn else None,
-                           (held, recent, window))
+    return _policy_finding(rule, sid, w, xs, ns, e, learned_lag, (held, recent, window))
+
+
+def _retire(rule: Rule, st: dict, old: list, w: float, window: float) -> None:
+    """A span entry left the span: keep its deliveries for their late complaints (entries of
+    an older version carry no window start: the span's start stands in)."""
+    exposure.retire(st, old[2] if len(old) > 2 else w - rule.span_windows * window, old[1])
 
 
 def _policy_finding(rule: Rule, sid: str, w: float, xs: int, ns: int, e: float | None,
                     learned_lag: Mapping | None = None, span: tuple | None = None) -> Finding | None:
     """The policy decision on a span's counts; ``e``: its exposure (lagged rules), else None."""
+    if not rule.lag_learn:
+        learned_lag = None
     if e is None:
         if ns < max(1, rule.min_volume):
             return None

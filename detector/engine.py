@@ -72,11 +72,10 @@ class Engine:
             self.rules_by_scope[rule.scope].append(rule)
         self.late_events = 0
         self.retries = RetryMemory()     # first attempts where the ESP does not number them
-        #: complaint lags learned from matched deliveries (policy rules with a lag that learn it)
-        self.lags = (ComplaintLags(ruleset.feedback_loops)
-                     if any(r.lag_median and r.lag_learn for r in ruleset.rules) else None)
+        #: complaint lags learned from matched deliveries (policy rules with a lag that learn it),
+        #: made by the first :meth:`process`: an engine fed deltas (the pipeline's) reads meta["lag"]
+        self.lags: ComplaintLags | None = None
         self._pending: list[dict] = []   # alarms raised while deltas were applied
-        self._closing_at = -math.inf     # event time of the window close under way (close_window)
         self.sequences, self._trial_slots, self._charts = _chart_plan(ruleset)
         self._close_plan, self._rule_index = _close_plan(ruleset)
         self._policy_scopes = {r.scope for r in ruleset.rules if r.test == "policy"}
@@ -94,6 +93,8 @@ class Engine:
         """Count a list of validated canonical events and return the alerts they cause."""
         if not events:
             return []
+        if self.lags is None and any(r.lag_median and r.lag_learn for r in self.ruleset.rules):
+            self.lags = ComplaintLags(self.feedback_loops)
         if self.lags is not None:
             self.lags.observe(events)
         return self.process_batch(EventBatch.from_events(events, self.vocab, self.retries))
@@ -362,11 +363,6 @@ class Engine:
     def close_window(self, start: float) -> list[dict]:
         """Evaluate every rule on every known scope for the window starting at ``start``."""
         key = wkey(start)
-        # The event time at which this close happens: the window's end plus the allowed lateness
-        # (the watermark passed it), or the input's end in a replay's flush. Alerts of the close
-        # are stamped with it, not with the window's end, which would flatter every delay.
-        end = start + self.window
-        self._closing_at = max(end, min(end + self.lateness, self.meta.get("newest", end)))
         alerts: list[tuple[int, str, dict]] = []
         rounds: dict[str, list[tuple[detectors.Finding, str, dict]]] = defaultdict(list)
         zeros = [0] * N_COUNTERS
@@ -448,7 +444,7 @@ class Engine:
         """Apply one finding to the rule's firing state: one firing and one resolved per incident."""
         scope = st["scope"]
         window = (f.window_start, f.window_start + self.window)
-        at = f.detected_at if f.detected_at is not None else max(window[1], self._closing_at)
+        at = f.detected_at if f.detected_at is not None else self._close_time(f.window_start)
         affected = int(f.extra.get("incident_events", f.x)) if not METRICS[rule.metric].is_volume else 0
         common = dict(rule=rule, scope=scope, window=window, x=f.x, n=f.n, baseline=f.baseline,
                       threshold=f.threshold, p_value=f.p_value, statistic=f.statistic, reasons=reasons,
@@ -478,10 +474,18 @@ class Engine:
             detectors.relearn(rst)
         return alert
 
+    def _close_time(self, start: float) -> float:
+        """The event time at which the window starting at ``start`` closes: its end plus the
+        allowed lateness (the watermark passed it), or the input's end in a replay's flush.
+        Alerts of a close are stamped with it, not with the window's end, which would flatter
+        every delay."""
+        end = start + self.window
+        return max(end, min(end + self.lateness, self.meta.get("newest", end)))
+
     def _resolve_idle(self, rule: Rule, rst: dict, st: dict, start: float, by: str = "no traffic") -> dict:
         """Resolve an alert whose scope stopped sending: a finished bulk send has no calm windows."""
         alert = build_alert(rule=rule, status="resolved", scope=st["scope"], the_alert_id=rst["alert_id"],
-                            detected_at=max(start + self.window, self._closing_at),
+                            detected_at=self._close_time(start),
                             window=(start, start + self.window), x=0, n=0, baseline=rst.get("p0"),
                             threshold=None, p_value=None, statistic=None, reasons={}, affected=0,
                             fired_at=rst["fired_at"], extra={"resolved_by": by,

@@ -37,7 +37,7 @@ def lag_cdf(t: float, median: float, sigma: float) -> float:
     return 0.5 * (1.0 + math.erf((math.log(t) - math.log(median)) / (sigma * math.sqrt(2.0))))
 
 
-def lag_cdf_array(t, median, sigma):
+def lag_cdf_array(t, median, sigma) -> np.ndarray:
     """:func:`lag_cdf` over arrays (broadcast): 0 where ``t <= 0``."""
     t = np.asarray(t, dtype=float)
     with np.errstate(divide="ignore"):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -166,7 +167,7 @@ class ComplaintLags:
                     self._new[esp] = self._new.get(esp, 0) + 1
         excess = len(delivered) - self.capacity
         if excess > 0:
-            for mid in list(_first(delivered, excess)):
+            for mid in list(islice(delivered, excess)):
                 del delivered[mid]
             self.evicted += excess
 
@@ -208,12 +209,6 @@ def summarise(fits: Mapping[str, LagFit]) -> dict | None:
     slow = max(fits.values(), key=lambda f: f.median_slow)
     return {"fast": [fast.median_fast, fast.sigma], "slow": [slow.median_slow, slow.sigma],
             "fits": {esp: f.to_dict() for esp, f in sorted(fits.items())}}
-
-
-def _first(d: dict, k: int):
-    it = iter(d)
-    for _ in range(k):
-        yield next(it)
 
 
 def valid_summary(d) -> bool:

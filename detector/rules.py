@@ -318,10 +318,7 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
                         if values["lag_fastest"] <= 0:
                             raise ValueError("must be > 0")
                     elif sk == "learn":
-                        v = _plain(svnode)
-                        if not isinstance(v, bool):
-                            raise ValueError("must be true or false")
-                        values["lag_learn"] = v
+                        values["lag_learn"] = _check_value("bool", svnode, _plain(svnode), window)
                     else:
                         errs.add(sknode, f"unknown key lag.{sk} (allowed: median, sigma, fastest, learn)", rname)
                 except ValueError as exc:
