@@ -145,7 +145,7 @@ DELAY_GOALS: dict[str, DelayGoal | None] = {
 
 #: Alert metrics that count as detecting a label of the key's metric (besides the rule hint).
 METRIC_FAMILY: dict[str, frozenset[str]] = {
-    "block_rate": frozenset({"block_rate", "bounce_rate", "deferral_rate", "throttle_rate"}),
+    "block_rate": frozenset({"block_rate", "refusal_rate", "bounce_rate", "deferral_rate", "throttle_rate"}),
     "hard_bounce_rate": frozenset({"hard_bounce_rate", "bounce_rate"}),
     "complaint_rate": frozenset({"complaint_rate", "complaint_rate_all"}),
     "volume": frozenset({"volume", "delivery_volume"}),
@@ -296,6 +296,41 @@ class TrafficIndex:
         at_loop = DOMAINS.fbl[dom][self.ev_msg]
         self.ev_fbl = np.where(at_loop, FBL_SLOT[self.ev_type], -1)  # event-type counters = type codes
         self._closures: dict[tuple, dict] = {}
+        self._table = table
+        self._first: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def first_attempts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per message that was attempted: (message row, time of its first attempt, was it refused).
+
+        The ground truth of ``refusal_rate`` (each message's first delivery attempt, refused if
+        a block bounce or a deferral with the provider's throttling reply), from every event the
+        simulator drew, including those its ESP's webhooks do not post (the message's fate is
+        the same)."""
+        if self._first is None:
+            from detector.smtp_codes import is_throttle
+            from sim.catalog import DOMAINS
+            table = self._table
+            attempt = np.isin(self.ev_type, [COUNTER_INDEX[t] for t in ("delivered", "bounced", "deferred")])
+            rows = np.flatnonzero(attempt)
+            order = rows[np.lexsort((self.ev_ts[rows], self.ev_msg[rows]))]
+            msg = self.ev_msg[order]
+            head = np.r_[True, msg[1:] != msg[:-1]]
+            first = order[head]
+            refused = self.ev_bounce[first] == COUNTER_INDEX["bounced_block"]
+            deferred = np.flatnonzero(self.ev_type[first] == COUNTER_INDEX["deferred"])
+            providers = np.asarray(DOMAINS.provider, dtype=object)[np.asarray(table.m_dom)[self.ev_msg[first[deferred]]]]
+            codes = np.asarray(table.code)[first[deferred]].tolist()
+            texts = [table.reasons[r] if r >= 0 else None for r in np.asarray(table.reason)[first[deferred]].tolist()]
+            refused[deferred] = [is_throttle(p, c or None, t) for p, c, t in zip(providers.tolist(), codes, texts)]
+            self._first = (self.ev_msg[first], self.ev_ts[first], refused)
+        return self._first
+
+    def refusal_trials(self, scope: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+        """First attempts of ``scope``'s messages in time order: (times, refused)."""
+        msg, ts, refused = self.first_attempts()
+        keep = self.mask(scope)[msg]
+        order = np.argsort(ts[keep], kind="stable")
+        return ts[keep][order], refused[keep][order]
 
     def mask(self, scope: Mapping[str, str]) -> np.ndarray:
         """Messages in ``scope``."""
@@ -348,6 +383,21 @@ class TrafficIndex:
         rows = (self.mask(scope)[self.ev_msg] & (self.ev_ts >= t0)
                 & (wanted[self.ev_type] | wanted[self.ev_fbl]))
         return np.sort(self.ev_ts[rows])
+
+
+def refusal_rates(times: np.ndarray, refused: np.ndarray, label: Mapping) -> dict:
+    """A block label's rates as a first-attempt chart sees them: the scope's share of refused
+    first attempts before the onset (its baseline) and inside the incident. The simulator draws
+    blocks and throttling per message, not a refusal probability, so these are measured over
+    every message of the scope, not only over what the chart had seen when it fired."""
+    before = times < label["start"]
+    inside = (times >= label["start"]) & (times < label["end"])
+    out = {}
+    if before.sum():
+        out["refusal_baseline_rate"] = float(refused[before].mean())
+    if inside.sum():
+        out["refusal_rate"] = float(refused[inside].mean())
+    return out
 
 
 def chart_trials(times: np.ndarray, t1: float) -> int:
@@ -451,10 +501,15 @@ def cusum_numbers(rule, label: Mapping, alert: Mapping | None) -> dict:
     (``p0_true``) and incident rate, at the rule's arl0 (see the module docstring).
     ``bound_rule``: the same at the rule's own p0 (``p0``: the alert's learned baseline, or
     the label's baseline raised to the rule's floor when the rule missed)."""
-    if rule is None or rule.test != "cusum" or rule.metric != label["metric"]:
+    if rule is None or rule.test != "cusum":
         return {}
-    p1 = label.get("incident_rate")
-    p0_true = label.get("baseline_rate")
+    if rule.metric == label["metric"]:
+        p1 = label.get("incident_rate")
+        p0_true = label.get("baseline_rate")
+    elif rule.metric == "refusal_rate" and label["metric"] == "block_rate" and "refusal_rate" in label:
+        p1, p0_true = label["refusal_rate"], label.get("refusal_baseline_rate")
+    else:
+        return {}
     if alert is not None and alert.get("baseline"):
         p0 = float(alert["baseline"])
     elif p0_true is not None:
@@ -646,17 +701,26 @@ def evaluate_run(scenario: str, seed: int, *, scale: float, duration: float, rul
                 row.update(scope=first["scope"], relation=scope_relation(first["scope"], label["scope"], index.closure, index.overlaps),
                            delay_s=t - label["start"], delay_msgs=index.messages(label["scope"], label["start"], t),
                            resolved_at=resolved_at.get(first["alert_id"]))
-            nums = cusum_numbers(rules.get(name), label, first)
+            rule = rules.get(name)
+            refusals = rule is not None and rule.metric == "refusal_rate" and label["metric"] == "block_rate"
+            if refusals:  # a first-attempt chart: its trials and rates are the messages' first attempts
+                times, refused = index.refusal_trials(first["scope"] if first else label["scope"])
+                label = dict(label, **refusal_rates(times, refused, label))
+                times = times[times >= label["start"]]
+            nums = cusum_numbers(rule, label, first)
             row.update(nums)
             if "bound" in nums:
-                times = index.trial_times(first["scope"] if first else label["scope"], label["metric"], label["start"])
+                if not refusals:
+                    times = index.trial_times(first["scope"] if first else label["scope"], label["metric"],
+                                              label["start"])
                 row["bound_window"] = window_bound(times, nums["bound"], window)
                 if first is not None:
                     row["trials"] = chart_trials(times, float(first["detected_at"]))
                     row["ratio"] = row["trials"] / nums["bound"]
                     row["ratio_rule"] = row["trials"] / nums["bound_rule"]
-                    row["seen_rate"] = seen_rate(index, first["scope"], label["metric"], label["start"],
-                                                 float(first["detected_at"]))
+                    row["seen_rate"] = (float(np.mean(refused[-len(times):][:row["trials"]])) if refusals
+                                        and row["trials"] else seen_rate(index, first["scope"], label["metric"],
+                                                                         label["start"], float(first["detected_at"])))
             detections.append(row)
 
     armed_days = sum(max(0.0, end - since) for since in states.armed_since.values()) / DAY
@@ -830,8 +894,9 @@ def summarize(runs: Sequence[dict]) -> Summary:
             "ratio": _mean([d["ratio"] for d in det if d.get("ratio") is not None]),
             "ratio_max": max((d["ratio"] for d in det if d.get("ratio") is not None), default=None),
             "seen_rate": _median([d["seen_rate"] for d in det if d.get("seen_rate") is not None]),
-            "incident_rate": _median([run["labels"][d["label"]].get("incident_rate") for run, d in items
-                                      if run["labels"][d["label"]].get("incident_rate") is not None]),
+            "incident_rate": _median([d["p1"] if d.get("p1") is not None else run["labels"][d["label"]].get("incident_rate")
+                                      for run, d in items if d.get("p1") is not None
+                                      or run["labels"][d["label"]].get("incident_rate") is not None]),
             "scopes": sorted({_scope_text(d["scope"]) for d in det}),
         })
 

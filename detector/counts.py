@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 #: send does not explain: an IP pool's surge of unattributed mail is the security signal).
 COUNTERS: tuple[str, ...] = (EVENT_TYPES + tuple(f"bounced_{c}" for c in BOUNCE_CLASSES)
                              + ("unattributed_accepted", "unattributed_attempts", "throttled", "first_attempts",
-                                "delivered_fbl", "complained_fbl"))
+                                "delivered_fbl", "complained_fbl", "attempt_trials", "refused"))
 #: ``throttled``: first-attempt deferrals whose reply says the provider is throttling or
 #: blocking the sender (:mod:`detector.smtp_codes`); ``first_attempts``: each message's first
 #: delivery attempt (numbered by the ESP, or told by :mod:`detector.retries`);
 #: ``delivered_fbl``/``complained_fbl``: deliveries and complaints at mailbox providers that run
-#: a per-message feedback loop (:mod:`detector.feedback_loops`), the complaint rate's terms.
+#: a per-message feedback loop (:mod:`detector.feedback_loops`), the complaint rate's terms;
+#: ``attempt_trials``: each message's first delivery attempt the stream shows (a first attempt,
+#: or, where first attempts cannot be told, every delivery and bounce), one trial per message;
+#: ``refused``: the attempt trials the provider refused (a block bounce, or a deferral with its
+#: throttling/blocking reply): the provider's verdict at the first attempt, not after the retries.
 N_COUNTERS = len(COUNTERS)
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 TYPE_CODE = {t: i for i, t in enumerate(EVENT_TYPES)}
@@ -87,6 +91,10 @@ class EventBatch:
     #: ``attempt == 1``, or known first from the retry memory): one per message, so they
     #: stand in for sends where the stream posts no send events (None: none known).
     first_attempts: np.ndarray | None = None
+    #: Rows that are a message's attempt trial (``attempt_trials``), and those of them refused
+    #: (None: none in the batch).
+    attempt_trials: np.ndarray | None = None
+    refused: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -134,20 +142,30 @@ class EventBatch:
         attempt = np.fromiter([a or 0 for a in attempt_col], dtype=np.int16, count=n)
         is_attempt = _ATTEMPT_TYPES[tcode]
         first = (attempt == 1) & is_attempt
+        # an outcome whose first-ness nobody can tell (unnumbered, no message_id or no memory)
+        # is its own trial: the stream shows nothing else of that message
+        unknown = is_attempt & (attempt == 0) & (tcode != _DEFERRED)
         if retries is not None:
             rows = np.flatnonzero(is_attempt)
             row_list = rows.tolist()
             picked = [events[i] for i in row_list]
             verdicts = retries.first_attempts([e.get("message_id") for e in picked],
-                                              (tcode[rows] == TYPE_CODE["deferred"]).tolist(),
+                                              (tcode[rows] == _DEFERRED).tolist(),
                                               [e["timestamp"] for e in picked])
-            new_first = [i for i, verdict, a in zip(row_list, verdicts, attempt[rows].tolist()) if verdict and not a]
+            new_first, known = [], []
+            for i, verdict, a in zip(row_list, verdicts, attempt[rows].tolist()):
+                if verdict is not None and not a:
+                    known.append(i)
+                    if verdict:
+                        new_first.append(i)
             if new_first:
                 first[new_first] = True
+            if known:
+                unknown[known] = False
         throttled = None
         # first-attempt deferrals only: a retry of a throttled message is the same trial again,
         # and after a bulk send its retries would outnumber the sends
-        first_deferred = np.flatnonzero(first & (tcode == TYPE_CODE["deferred"]))
+        first_deferred = np.flatnonzero(first & (tcode == _DEFERRED))
         if first_deferred.size:
             rows = [i for i in first_deferred.tolist() if is_throttle(events[i].get("mailbox_provider"),
                                                                       events[i].get("smtp_code"),
@@ -155,7 +173,13 @@ class EventBatch:
             if rows:
                 throttled = np.array(rows, dtype=np.int64)
         first_attempts = np.flatnonzero(first)
-        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, first_attempts if first_attempts.size else None)
+        trial = first | unknown
+        refused_mask = trial & (bcode == _BLOCK)
+        if throttled is not None:
+            refused_mask[throttled] = True
+        trials, refused = np.flatnonzero(trial), np.flatnonzero(refused_mask)
+        return cls(ts, tcode, bcode, cols, vocab, reasons, throttled, first_attempts if first_attempts.size else None,
+                   trials if trials.size else None, refused if refused.size else None)
 
 
 @dataclass
@@ -206,6 +230,10 @@ def _factorize(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 _DELIVERED = TYPE_CODE["delivered"]
+_DEFERRED = TYPE_CODE["deferred"]
+_BLOCK = BOUNCE_CODE["block"]
+_ATTEMPT_TRIALS = COUNTER_INDEX["attempt_trials"]
+_REFUSED = COUNTER_INDEX["refused"]
 _UNATTRIBUTED_ACCEPTED = COUNTER_INDEX["unattributed_accepted"]
 _UNATTRIBUTED_ATTEMPTS = COUNTER_INDEX["unattributed_attempts"]
 
@@ -253,24 +281,51 @@ def _extra_slots(batch: EventBatch, feedback_loops: frozenset[str]) -> tuple[np.
     if batch.throttled is not None and batch.throttled.size:
         rows.append(batch.throttled)
         slots.append(np.full(batch.throttled.size, COUNTER_INDEX["throttled"]))
+    for picked, slot in ((batch.attempt_trials, _ATTEMPT_TRIALS), (batch.refused, _REFUSED)):
+        if picked is not None and picked.size:
+            rows.append(picked)
+            slots.append(np.full(picked.size, slot))
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     return np.concatenate(rows), np.concatenate(slots)
 
 
+#: A sequence basis (instead of a type mask) for charts whose trials are each message's first
+#: attempt: the unmarked positions are attempt trials the provider accepted, the marks refusals.
+FIRST_ATTEMPT_BASIS = "first_attempts"
+
+
+def _basis_masks(batch: EventBatch, basis) -> tuple[np.ndarray, np.ndarray, np.ndarray | int]:
+    """Over the batch's rows: which are trials of the sequence, which of them are marked, and
+    each mark's counter slot (an array, or one slot for every mark)."""
+    tc = batch.type_code
+    if isinstance(basis, str):  # FIRST_ATTEMPT_BASIS
+        n = len(batch)
+        trial = np.zeros(n, dtype=bool)
+        if batch.attempt_trials is not None:
+            trial[batch.attempt_trials] = True
+        mark = np.zeros(n, dtype=bool)
+        if batch.refused is not None:
+            mark[batch.refused] = True
+        return trial, mark, _REFUSED
+    trial = basis[tc]
+    bc = batch.bounce_code.astype(np.int64)
+    return trial, trial & (tc != _DELIVERED), np.where(bc >= 0, _BOUNCE_OFFSET + bc, tc.astype(np.int64))
+
+
 def _sequence_marks(batch: EventBatch, rows: np.ndarray | None, group: np.ndarray, n_groups: int,
-                    types: np.ndarray) -> tuple[np.ndarray, dict[int, list]]:
+                    masks: tuple[np.ndarray, np.ndarray, np.ndarray | int]) -> tuple[np.ndarray, dict[int, list]]:
     """Trials per group and, for groups that have any, the flat (position, slot, time) marks.
 
     ``rows`` are the batch rows in the scope (arrival order; None: every row) and ``group``
-    their (scope, window) group; ``types`` is a boolean mask over type codes. Positions are
-    ranks in arrival order inside the group, found with one stable (radix) sort.
+    their (scope, window) group; ``masks`` is :func:`_basis_masks` of the sequence. Positions
+    are ranks in arrival order inside the group, found with one stable (radix) sort.
     """
-    tc = batch.type_code if rows is None else batch.type_code[rows]
-    sub = np.flatnonzero(types[tc])
+    trial_all, mark_all, slot_all = masks
+    sub = np.flatnonzero(trial_all if rows is None else trial_all[rows])
     g = group[sub]
     per_group = np.bincount(g, minlength=n_groups)
-    is_mark = tc[sub] != _DELIVERED
+    is_mark = mark_all[sub] if rows is None else mark_all[rows[sub]]
     if not is_mark.any():
         return per_group, {}
     key = g.astype(np.uint16) if n_groups <= 1 << 16 else g  # 16-bit keys sort by radix
@@ -280,8 +335,7 @@ def _sequence_marks(batch: EventBatch, rows: np.ndarray | None, group: np.ndarra
     gm = g[order[at]]
     rank = at - (np.cumsum(per_group) - per_group)[gm]
     r = sm if rows is None else rows[sm]
-    bc = batch.bounce_code[r].astype(np.int64)
-    slot = np.where(bc >= 0, _BOUNCE_OFFSET + bc, batch.type_code[r].astype(np.int64))
+    slot = slot_all[r] if isinstance(slot_all, np.ndarray) else np.full(r.size, slot_all, dtype=np.int64)
     flat = list(chain.from_iterable(zip(rank.tolist(), slot.tolist(), batch.timestamp[r].tolist())))
     starts = np.flatnonzero(np.r_[True, gm[1:] != gm[:-1]])
     ends = (3 * np.r_[starts[1:], gm.size]).tolist()
@@ -327,7 +381,7 @@ class ScopeCounts:
 
 
 def count_scopes(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
-                 sequences: Mapping[tuple[str, ...], np.ndarray] | None = None,
+                 sequences: Mapping[tuple[str, ...], np.ndarray | str] | None = None,
                  feedback_loops: frozenset[str] = FEEDBACK_LOOPS) -> list[ScopeCounts]:
     """The counting of :func:`aggregate`, one :class:`ScopeCounts` per scope definition (in order)."""
     out: list[ScopeCounts] = []
@@ -346,6 +400,7 @@ def count_scopes(batch: EventBatch, scopes: Iterable[Sequence[str]], window: flo
         reason_rows = np.fromiter((r for r, _, _ in batch.reasons), dtype=np.int64, count=len(batch.reasons))
         reason_keys = _reason_keys(batch)
         reason_starts = [starts[w] for w in (win_idx[reason_rows] - w0).tolist()]
+    basis_masks: dict[int, tuple] = {}  # per sequence basis, computed once per batch
     for fields in scopes:
         cols = [batch.fields[f] for f in fields]
         valid = cols[0] >= 0
@@ -382,10 +437,13 @@ def count_scopes(batch: EventBatch, scopes: Iterable[Sequence[str]], window: flo
                 gb += extra_slots[keep]
                 keys = np.concatenate((keys, gb))
         counts = np.bincount(keys, minlength=n_groups * N_COUNTERS).reshape(n_groups, N_COUNTERS)
-        seq_types = sequences.get(tuple(fields)) if sequences else None
+        seq_basis = sequences.get(tuple(fields)) if sequences else None
         seqs: dict[int, dict[float, list]] = {}
-        if seq_types is not None:
-            seq_n, seq_marks = _sequence_marks(batch, rows, group, n_groups, seq_types)
+        if seq_basis is not None:
+            masks = basis_masks.get(id(seq_basis))
+            if masks is None:
+                masks = basis_masks[id(seq_basis)] = _basis_masks(batch, seq_basis)
+            seq_n, seq_marks = _sequence_marks(batch, rows, group, n_groups, masks)
             if seq_marks:
                 seq_n = seq_n.tolist()
                 for g, marks in seq_marks.items():  # in group order: a scope's windows in time order
@@ -452,13 +510,13 @@ def count_scopes(batch: EventBatch, scopes: Iterable[Sequence[str]], window: flo
 
 
 def aggregate(batch: EventBatch, scopes: Iterable[Sequence[str]], window: float,
-              sequences: Mapping[tuple[str, ...], np.ndarray] | None = None,
+              sequences: Mapping[tuple[str, ...], np.ndarray | str] | None = None,
               feedback_loops: frozenset[str] = FEEDBACK_LOOPS) -> dict[str, ScopeDelta]:
     """Count a batch per (scope, window) for every scope definition, vectorised.
 
     Events whose scope field is null are not counted in that scope (an event without
     an IP pool says nothing about any pool). For scope definitions in ``sequences``
-    (a type mask from :func:`sequence_type_mask`) the deltas also carry the order of
+    (a type mask from :func:`sequence_type_mask`, or :data:`FIRST_ATTEMPT_BASIS`) the deltas also carry the order of
     those events (:attr:`ScopeDelta.seq`). ``feedback_loops`` names the mailbox providers whose
     deliveries and complaints the complaint rate counts (:mod:`detector.feedback_loops`).
     """

@@ -44,6 +44,10 @@ def metric_types(metric_name: str) -> tuple[set[str], set[str]]:
                 out.add("accepted")
             elif c == "throttled":
                 out.add("deferred")
+            elif c == "refused":      # block bounces; throttling deferrals only make it sooner
+                out.add("bounced")
+            elif c == "attempt_trials":
+                out.update(_ATTEMPT_TYPES)
             elif c.endswith("_fbl"):
                 out.add(c[:-len("_fbl")])
             else:

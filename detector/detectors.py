@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Mapping, Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -145,8 +145,9 @@ def chart_arl0(rule: Rule, trials_per_day: float | None) -> float:
     return float(10 ** (round(4 * math.log10(arl0)) / 4))
 
 
-def bank(rule: Rule, p0: float, arl0: float) -> tuple[dict, list[dict]]:
-    """The chart for ``rule.shift`` and one more per shift of ``rule.bank``, all at baseline ``p0``.
+def bank(rule: Rule, p0: float, arl0: float, alternatives: Sequence[float] | None = None) -> tuple[dict, list[dict]]:
+    """The chart for ``rule.shift`` and one more per shift of ``rule.bank``, all at baseline ``p0``
+    (``alternatives``: the incident rates instead, one chart each).
 
     A chart tuned to one shift is slow on others (tuned to 3x, it needs twice the trials of the
     optimal chart on a 20x stale list), and the size of the next incident is unknown. Each chart
@@ -155,12 +156,13 @@ def bank(rule: Rule, p0: float, arl0: float) -> tuple[dict, list[dict]]:
     nearest its size, at a cost of about ln(k) / I in delay. ``arl0`` stays the bank's budget
     (what an alert reports); ``chart_arl0`` is each chart's own.
     """
-    k = 1 + len(rule.bank)
+    rates = list(alternatives) if alternatives else [p0 * shift for shift in (rule.shift, *rule.bank)]
+    k = len(rates)
     per_chart = arl0 * k
     charts = []
-    for i, shift in enumerate((rule.shift, *rule.bank)):
-        p1 = min(p0 * shift, 0.99)
-        if i == 0 and rule.p1 is not None and p0 < rule.p1 < 1:
+    for i, rate in enumerate(rates):
+        p1 = min(rate, 0.99)
+        if i == 0 and rule.p1 is not None and p0 < rule.p1 < 1 and not alternatives:
             p1 = rule.p1
         if charts and p1 <= charts[-1]["p1"]:
             continue    # capped at 0.99 like the one before it
@@ -226,12 +228,19 @@ def provisional_chart(rule: Rule, st: dict) -> dict | None:
     it), so testing against it before anything is learned adds no new false alarms, and a
     campaign whose very first send goes to a stale list is caught during that send instead
     of after its warm-up has swallowed the incident.
+
+    Its alternatives are the incident rates an armed chart at the floor looks for (each
+    shift x ``baseline_floor``, or ``p1``) that lie above the cap; only where none does, the
+    shifts multiply the cap. Multiplying the cap would aim a chart at 50% refusals for a 5%
+    cap: blind to the 20% block of a scope still warming up.
     """
     if rule.baseline_cap is None:
         return None
     pre = st.get("pre")
     if pre is None:
-        pre, more = bank(rule, rule.baseline_cap, rule.arl0)
+        cap = rule.baseline_cap
+        wanted = [rule.p1] if rule.p1 is not None else [rule.baseline_floor * s for s in (rule.shift, *rule.bank)]
+        pre, more = bank(rule, cap, rule.arl0, [r for r in wanted if cap < r < 1] or None)
         if more:
             pre["bank"] = more
         st["pre"] = pre
@@ -259,7 +268,7 @@ def slot_roles(metric_name: str) -> tuple[list[bool], list[bool]]:
     for slot, name in enumerate(COUNTERS):
         names = {name, "bounced"} if name.startswith("bounced_") else {name}
         in_x.append(bool(names & set(metric.numerator)))
-        in_n.append(bool(names & set(metric.denominator)))
+        in_n.append(bool(names & set(metric.denominator)) or (metric.first_attempt_basis and in_x[-1]))
     return in_x, in_n
 
 
@@ -623,27 +632,31 @@ def eval_volume(rule: Rule, st: dict, sid: str, w: float, count: int, window: fl
         return _eval_surge(rule, st, sid, w, count, window, per_window, k)
     expected = per_window
     held = st.setdefault("held", [])
-    if count == 0:
-        # extend the run of empty windows; learn them only if the run ends without an alarm
-        st["run_logp"] = st.get("run_logp", 0.0) + math.log(max(flow.p_zero(per_window, k), 1e-300))
-        st["run_mu"] = st.get("run_mu", 0.0) + per_window
-        held.append(w)
+    llr = st.get("run_llr", 0.0) + flow.trickle_llr(count, per_window, k, rule.trickle)
+    if llr > 0.0:
+        # extend the run of (near-)silent windows; learn them only if it ends without an alarm
+        st["run_llr"] = llr
+        st["run_mu"] = run_mu = st.get("run_mu", 0.0) + per_window
+        st["run_x"] = run_x = st.get("run_x", 0) + count
+        held.append([w, count])
     else:
         if held and not st["firing"]:
             for hw in held:
-                _volume_learn(rule, st, hw, 0, window)
-        st["run_logp"], st["run_mu"], st["held"] = 0.0, 0.0, []
-    p = math.exp(st.get("run_logp", 0.0))
-    fire = count == 0 and st.get("run_mu", 0.0) >= rule.min_expected and p < rule.alpha
+                _volume_learn(rule, st, *(hw if isinstance(hw, list) else (hw, 0)), window)
+        st["run_llr"], st["run_mu"], st["run_x"], st["held"] = 0.0, 0.0, 0, []
+        run_mu = run_x = 0
+    p = math.exp(-llr) if llr > 0.0 else 1.0
+    fire = llr > 0.0 and run_mu - run_x >= rule.min_expected and p < rule.alpha
     calm = count > 0 and count >= 0.5 * per_window  # recovered, not a trickle of retries
-    if fire:
-        st["held"] = []
-        expected = st["run_mu"]
-    if count > 0 and not st["firing"]:
+    if fire:  # the chart restarts after its alarm, so the flow's return is judged afresh
+        st["held"], st["run_llr"], st["run_mu"], st["run_x"] = [], 0.0, 0.0, 0
+        expected = run_mu
+    if llr <= 0.0 and not st["firing"]:
         _volume_learn(rule, st, w, count, window)
     return Finding(rule, sid, w, count, count, fire=fire, calm=calm, p_value=p, statistic=float(count),
                    baseline=expected, threshold=rule.alpha, expected=expected,
-                   extra={"dispersion": k if math.isfinite(k) else None})
+                   extra={"dispersion": k if math.isfinite(k) else None,
+                          **({"run_messages": run_x} if fire and run_x else {})})
 
 
 def decide_round(findings: list[Finding]) -> None:

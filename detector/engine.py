@@ -22,7 +22,7 @@ from . import clock, detectors, sends
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
 from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, count_scopes,
-                     deltas, sequence_type_mask)
+                     deltas, sequence_type_mask, FIRST_ATTEMPT_BASIS)
 from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
@@ -516,12 +516,14 @@ def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
     if cached is not None and cached[0] is ruleset:
         return cached[1]
     sequences = sequence_types(ruleset)
-    trial_slots = {f: [int(i) for i in np.flatnonzero(mask)] for f, mask in sequences.items()}
-    charts: dict[tuple[str, ...], list] = {}  # per scope: (rule, slot roles, delivered counts as trials?)
+    trial_slots = {f: ([COUNTER_INDEX["attempt_trials"]] if isinstance(basis, str)
+                       else [int(i) for i in np.flatnonzero(basis)]) for f, basis in sequences.items()}
+    charts: dict[tuple[str, ...], list] = {}  # per scope: (rule, slot roles, unmarked positions are trials?)
     for r in ruleset.rules:
         if r.test == "cusum":
+            metric = METRICS[r.metric]
             charts.setdefault(r.scope, []).append((r, detectors.slot_roles(r.metric),
-                                                   "delivered" in METRICS[r.metric].denominator))
+                                                   "delivered" in metric.denominator or metric.first_attempt_basis))
     plan = (sequences, trial_slots, charts)
     _PLANS[id(ruleset)] = (ruleset, plan)
     return plan
@@ -589,15 +591,23 @@ def _span_holds_evidence(rule: Rule, rst: dict) -> bool:
     return (held or 0) >= max(1, rule.min_volume)
 
 
-def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray]:
-    """Scope definitions whose CUSUM rules chart message by message, and the event types they read."""
+def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray | str]:
+    """Scope definitions whose CUSUM rules chart message by message, and what their trials are:
+    the event types they read (a mask), or each message's first attempt (FIRST_ATTEMPT_BASIS;
+    the rule loader keeps one basis per scope)."""
     types: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    first: set[tuple[str, ...]] = set()
     for rule in ruleset.rules:
         if rule.test == "cusum":
             metric = METRICS[rule.metric]
+            if metric.first_attempt_basis:
+                first.add(rule.scope)
+                continue
             for counter in metric.numerator + metric.denominator:
                 types[rule.scope].add("bounced" if counter.startswith("bounced") else counter)
-    return {scope: sequence_type_mask(names) for scope, names in types.items()}
+    out: dict[tuple[str, ...], np.ndarray | str] = {scope: sequence_type_mask(names) for scope, names in types.items()}
+    out.update({scope: FIRST_ATTEMPT_BASIS for scope in first})
+    return out
 
 
 def replay(events: Iterable[Mapping], ruleset: RuleSet, batch_size: int = 50_000) -> Iterable[dict]:

@@ -71,3 +71,23 @@ def p_zero(mu: float, k: float) -> float:
     if mu <= 0:
         return 1.0
     return float(volume.silence_probability(mu, k if k > 0 else math.inf))
+
+
+def trickle_llr(count: float, mu: float, k: float, trickle: float) -> float:
+    """Log-likelihood ratio of one window's count: the flow fell to ``trickle`` x its rate,
+    against the flow as usual (negative binomial with dispersion ``k``; Poisson when inf).
+
+    Page's CUSUM of these (a Poisson/negative-binomial CUSUM for a drop, Lucas 1985) is the
+    silence test: a run of empty windows adds about ``mu`` per window, as ``-log P(zero)``
+    did, and a trickle of retries (outcome-only streams cannot tell them from new mail) only
+    slows it a little, while a flow at half its volume drifts down. ``trickle = 0``: only
+    empty windows count, and any message ends the run.
+    """
+    if mu <= 0:
+        return 0.0
+    if trickle <= 0:
+        return -math.log(max(p_zero(mu, k), 1e-300)) if count == 0 else -math.inf
+    low = trickle * mu
+    if not math.isfinite(k):
+        return count * math.log(trickle) + mu - low
+    return count * math.log(trickle * (k + mu) / (k + low)) + k * math.log((k + mu) / (k + low))

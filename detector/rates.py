@@ -34,9 +34,17 @@ class Metric:
         return self.numerator in (("accepted",), ("unattributed_accepted",)) and not self.denominator
 
     @property
+    def first_attempt_basis(self) -> bool:
+        """Are its trials each message's first attempt (:data:`~detector.counts.FIRST_ATTEMPT_BASIS`)?"""
+        return self.denominator == ("attempt_trials",)
+
+    @property
     def sequenceable(self) -> bool:
         """Can a CUSUM chart it message by message? Only if each term is an event type (or a
-        bounce class), so every event says by itself whether it counts."""
+        bounce class), so every event says by itself whether it counts, or if it counts
+        refusals among first attempts, which the batch marks per event."""
+        if self.first_attempt_basis:
+            return self.numerator == ("refused",)
         return not self.per_send and all(c in EVENT_TYPES or c.startswith("bounced_")
                                          for c in self.numerator + self.denominator)
 
@@ -52,6 +60,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("bounce_rate", ("bounced",), _ATTEMPTS, "bounced / (delivered + bounced)"),
     Metric("hard_bounce_rate", ("bounced_hard",), _ATTEMPTS, "hard bounces / (delivered + bounced)"),
     Metric("block_rate", ("bounced_block",), _ATTEMPTS, "block bounces / (delivered + bounced)"),
+    Metric("refusal_rate", ("refused",), ("attempt_trials",),
+           "first attempts the provider refused (a block bounce, or a deferral with its throttling or blocking "
+           "reply) / first attempts: a block seen at the first attempt, not when the retries end"),
     Metric("soft_bounce_rate", ("bounced_soft",), _ATTEMPTS, "soft bounces / (delivered + bounced)"),
     Metric("complaint_rate", ("complained_fbl",), ("delivered_fbl",),
            "complaints / delivered, at mailbox providers that run a per-message feedback loop "

@@ -82,6 +82,7 @@ class Rule:
     ewma: float = 0.1
     min_active: float = 0.0          # share of warm-up windows with traffic before a volume rule arms
     run_windows: int = 1             # surge: evidence accumulates over runs of up to this many windows
+    trickle: float = 0.05            # silence: the rate a stopped flow still shows (retries of earlier mail)
 
     @property
     def scope_fields(self) -> tuple[str, ...]:
@@ -181,7 +182,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "method": ("method", ("policy",)), "lag": ("lag", ("policy",)),
     "factor": ("ratio", ("surge",)), "seasonal": ("bool", ("surge", "silence")),
     "min_expected": ("nonneg", ("surge", "silence")), "ewma": ("prob", ("surge", "silence")),
-    "min_active": ("share", ("surge", "silence")),
+    "min_active": ("share", ("surge", "silence")), "trickle": ("share", ("silence",)),
 }
 _REQUIRED = ("name", "test", "metric", "scope", "category", "severity")
 
@@ -453,6 +454,7 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
             errs.add(rnode, "rules must be a list")
         else:
             names: dict[str, yaml.Node] = {}
+            charted: dict[tuple[str, ...], Rule] = {}  # per scope: a CUSUM rule, for its trials' basis
             for item in rnode.value:
                 rule = _load_rule(item, errs, settings.window)
                 if rule is None:
@@ -461,6 +463,13 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
                     errs.add(item, "duplicate rule name (first defined at line "
                              f"{names[rule.name].start_mark.line + 1})", rule.name)
                     continue
+                if rule.test == "cusum":
+                    other = charted.setdefault(rule.scope, rule)
+                    if METRICS[other.metric].first_attempt_basis != METRICS[rule.metric].first_attempt_basis:
+                        errs.add(item, f"cusum on {rule.metric!r} charts other trials than rule {other.name!r} "
+                                 f"({other.metric!r}) on the same scope [{', '.join(rule.scope)}]: first attempts "
+                                 "versus every outcome; give one of them another scope", rule.name)
+                        continue
                 names[rule.name] = item
                 rules.append(rule)
     if errs.errors:

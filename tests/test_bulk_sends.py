@@ -71,6 +71,34 @@ def test_outcome_only_flow_that_stops_pages_silence():
     assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
 
 
+def test_outcome_only_flow_that_stops_pages_silence_through_its_retry_trickle():
+    """After the stop, deliveries of retried messages keep arriving (one every 15-30 min for
+    three hours, 5% of the flow's volume and less): an outcome-only stream cannot tell them
+    from new mail, and a flow fallen to such a trickle is silent all the same."""
+    rng = np.random.default_rng(4)
+    stop = T0 + 1.5 * DAY
+    events = _steady(rng, "receipts", 1, T0, stop, sends=False) + _steady(rng, "other", 2, T0, 2 * DAY + T0,
+                                                                        sends=False)
+    # messages deferred before the stop: their retries succeed less and less often after it
+    retries = _events(rng, stop + 60 * np.array([7, 22, 41, 63, 90, 120, 150, 180]), "receipts", "shared",
+                      sends=False)
+    for e in retries:
+        e["event_id"] += "-retry"
+        e["message_id"] += "-retry"
+    firing = _alerts(events + retries)
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts"})]
+    assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
+
+
+def test_a_flow_at_half_its_volume_is_not_silent():
+    """A slow day (half the usual volume for a day) is not a stopped flow: silence is a drop to a trickle."""
+    rng = np.random.default_rng(5)
+    slow = T0 + 1.5 * DAY
+    events = (_steady(rng, "receipts", 2, T0, slow) + _steady(rng, "receipts", 1, slow, T0 + 2.5 * DAY)
+              + _steady(rng, "other", 2, T0, T0 + 2.5 * DAY))
+    assert [a["rule"] for a in _alerts(events) if a["rule"] == "campaign_silence"] == []
+
+
 @pytest.mark.parametrize("no_campaign", [None, UNATTRIBUTED_CAMPAIGN])
 def test_unattributed_surge_on_a_pool_is_a_security_page_and_campaign_volume_is_not(no_campaign):
     """Mail that names no campaign: null, or the campaign ingest gives it ("(none)", which is

@@ -106,3 +106,22 @@ def test_volume_rule_survives_a_baseline_decayed_to_underflow():
         f = detectors.eval_volume(surge, dict(detectors.new_state(), phase="armed", flow=profile),
                                   "campaign=c", 0.0, 150, 300.0)
         assert f.p_value is not None and 0.0 <= f.p_value <= 1.0
+
+
+@pytest.mark.parametrize("count,mu,k", [(0, 5.0, math.inf), (1, 5.0, math.inf), (3, 40.0, math.inf),
+                                        (0, 5.0, 8.0), (2, 12.0, 3.5), (7, 90.0, 20.0)])
+def test_trickle_llr_is_the_log_likelihood_ratio_scipy_gives(count, mu, k):
+    from scipy import stats
+    from detector.flow import trickle_llr
+    rho = 0.05
+    if math.isinf(k):
+        want = stats.poisson.logpmf(count, rho * mu) - stats.poisson.logpmf(count, mu)
+    else:
+        want = (stats.nbinom.logpmf(count, k, k / (k + rho * mu)) - stats.nbinom.logpmf(count, k, k / (k + mu)))
+    assert trickle_llr(count, mu, k, rho) == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_trickle_zero_keeps_the_empty_window_test():
+    from detector.flow import p_zero, trickle_llr
+    assert trickle_llr(0, 5.0, 8.0, 0.0) == pytest.approx(-math.log(p_zero(5.0, 8.0)))
+    assert trickle_llr(1, 5.0, 8.0, 0.0) == -math.inf
