@@ -28,7 +28,7 @@ from .mailbox import register_domains
 from .rates import METRICS
 from .lag import ComplaintLags
 from .retries import RetryMemory
-from .rules import Rule, RuleSet
+from .rules import CHANNEL_SCOPE, Rule, RuleSet
 
 _EVALUATORS = {
     "binomial": detectors.eval_window,
@@ -80,6 +80,8 @@ class Engine:
         self._close_plan, self._rule_index = _close_plan(ruleset)
         self._policy_scopes = {r.scope for r in ruleset.rules if r.test == "policy"}
         self._empty_run_bound = clock.empty_run_bound(ruleset)
+        #: silence rules that name the ESP: a window without any event of that ESP is unobserved
+        self._channel_silence = CHANNEL_SCOPE in self.scope_defs
         for provider, domains in ruleset.mailbox_providers.items():
             register_domains(provider, domains)
 
@@ -149,6 +151,8 @@ class Engine:
             if scope is None:
                 scope = dict(zip(fields, values))
             st = {"scope": scope, "windows": {}, "reasons": {}, "rules": {}, "first": None, "last_seen": None}
+            if fields == CHANNEL_SCOPE:  # a new ESP stream: remembered with the clock
+                self.meta["channels"] = sorted({*self.meta.get("channels", ()), scope["provider"]})
         late = 0
         first_open = meta.get("first_open")
         windows = st["windows"]
@@ -183,7 +187,8 @@ class Engine:
                     bucket[k] = bucket.get(k, 0) + v
         if fields in self._charts:
             self._chart_sequence(sid, windows_in, seq or {}, fields, st, closed)
-        self.states[sid] = st
+        if st["first"] is not None or sid in self.states:  # a new scope all of whose events were late: none
+            self.states[sid] = st
         if fields != self.scope_defs[0]:
             late = 0
         self.late_events += late
@@ -370,6 +375,7 @@ class Engine:
         states, plans, window, ttl = self.states, self._close_plan, self.window, self.ttl
         new_state = detectors.new_state
         learned = self.meta.get("lag")
+        unheard = self._unheard_channels(key, start) if self._channel_silence else ()
         for sid in list(states):
             st = states[sid]
             if st["first"] is None or start < st["first"]:
@@ -392,6 +398,8 @@ class Engine:
                     if rst["idle"] >= rule.resolve_idle_windows:
                         alerts.append((order, sid, self._resolve_idle(rule, rst, st, start)))
                         continue
+                if unheard and test == "silence" and fields != CHANNEL_SCOPE and st["scope"].get("provider") in unheard:
+                    continue  # its ESP posted nothing at all in this window: unobserved, not silent
                 if test == "cusum":
                     finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
                 elif test == "policy":
@@ -435,6 +443,17 @@ class Engine:
             del self.states[sid]
         alerts.sort(key=lambda t: (t[0], t[1]))
         return [a for _, _, a in alerts]
+
+    def _unheard_channels(self, key: str, start: float) -> set[str]:
+        """ESPs (``provider``) known before ``start`` that posted no event at all in that window."""
+        out = set()
+        for value in self.meta.get("channels", ()):
+            st = self.states.get(f"provider={value}")
+            if st is not None and st["first"] is not None and st["first"] < start:
+                counts = st["windows"].get(key)
+                if counts is None or not any(counts[:_N_TYPES]):
+                    out.add(value)
+        return out
 
     def _rule_order(self, rule: Rule) -> int:
         order = self._rule_index.get(id(rule))

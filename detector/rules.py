@@ -102,12 +102,19 @@ class RuleSet:
     feedback_loops: frozenset[str] = FEEDBACK_LOOPS
 
     def scopes(self) -> list[tuple[str, ...]]:
-        """Distinct scope definitions, in rule order (each is counted once)."""
+        """Distinct scope definitions, in rule order (each is counted once), then the ESP's own
+        stream (``provider``) where a silence rule's scope names the ESP: a window in which the
+        ESP posted nothing at all is unobserved, not silent (:data:`CHANNEL_SCOPE`)."""
         seen: dict[tuple[str, ...], None] = {}
         for r in self.rules:
             seen.setdefault(r.scope, None)
+        if any(r.test == "silence" and "provider" in r.scope for r in self.rules):
+            seen.setdefault(CHANNEL_SCOPE, None)
         return list(seen)
 
+
+#: The scope of an ESP's whole event stream: when it posts nothing, every scope it feeds is unobserved.
+CHANNEL_SCOPE: tuple[str, ...] = ("provider",)
 
 _TOP_KEYS = ("settings", "rules", "mailbox_providers", "feedback_loops")
 

@@ -11,7 +11,8 @@ import numpy as np
 from .profiles import behaviour, profile_name
 from .scenarios import SCENARIOS, finalize_label
 from .table import EventTable
-from .traffic import COMPLAINT_DELAY_MEDIAN, RETRY_GAPS, generate_events, generate_messages, webhook_arrivals
+from .traffic import (COMPLAINT_DELAY_MEDIAN, RETRY_GAPS, generate_events, generate_messages, webhook_arrivals,
+                      webhook_outages)
 from .world import build_world
 
 DEFAULT_START = 1717488000.0   # 2024-06-04 08:00:00 UTC: a fixed start keeps runs reproducible
@@ -49,6 +50,8 @@ def simulate(scenario: str, *, seed: int, start: float = DEFAULT_START, duration
     raw, reasons = generate_events(world, msgs, np.random.default_rng([seed, 4]), ips,
                                    esp=None if prof == "sends" else esp)
     rows, seq, arrival = webhook_arrivals(raw, np.random.default_rng([seed, 5]))
+    if world.outages:
+        rows, seq, arrival = webhook_outages(world, msgs, raw, rows, seq, arrival, np.random.default_rng([seed, 6]))
     tag = f"{name}|{seed}|{start!r}|{duration!r}|{scale!r}"
     if prof != "sends":
         tag += f"|{prof}"

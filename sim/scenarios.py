@@ -31,7 +31,7 @@ MARKETING_DOMAIN = "news.northwind-outdoor.com"
 @dataclass
 class LabelSpec:
     incident: str
-    kind: str                 # step | ramp | silence | surge
+    kind: str                 # step | ramp | silence | surge | outage
     start: float
     end: float
     scope: dict[str, str]
@@ -117,6 +117,14 @@ def reputation_decay(world: World, rng: np.random.Generator, *, span=(0.3, 1.0),
 
 # ----------------------------------------------------------------------------- scenarios
 
+def webhook_outage(world: World, rng: np.random.Generator, *, span=(0.5, 0.6), esp: str = "mailgun") -> list[LabelSpec]:
+    """An ESP's webhooks fail for a while (endpoint unreachable, an expired certificate): the mail
+    is fine, the ESP retries the webhooks afterwards and the events arrive late, all at once."""
+    start, end = _at(world, span[0]), _at(world, span[1])
+    world.outages.append((esp, start, end))
+    return [LabelSpec("webhook-outage", "outage", start, end, {"provider": esp}, "volume", "webhook_silence")]
+
+
 def clean(world: World, rng: np.random.Generator) -> list[LabelSpec]:
     """No incident: the control for false alarms."""
     return []
@@ -142,6 +150,7 @@ SCENARIOS: dict[str, Scenario] = {
     "silent-stop": silent_stop,
     "runaway": runaway,
     "reputation-decay": reputation_decay,
+    "webhook-outage": webhook_outage,
     "demo": demo,
 }
 
@@ -196,7 +205,13 @@ def finalize_label(spec: LabelSpec, scenario: str, world: World, msgs: Messages,
              "end": spec.end, "scope": dict(spec.scope), "rule_hint": spec.rule_hint, "metric": spec.metric}
     camp_index = {c.name: i for i, c in enumerate(world.campaigns)}
     ci = camp_index.get(spec.scope.get("campaign", ""))
-    if spec.metric == "volume":
+    if spec.kind == "outage":  # the mail is unchanged: its ESP's webhooks post nothing for a while
+        esp_of = np.array([c.esp for c in world.campaigns], dtype=object)
+        mine = (esp_of[msgs.camp] == spec.scope["provider"]) & (msgs.t >= spec.start) & (msgs.t < spec.end)
+        label["baseline_rate"] = float(mine.sum() / ((spec.end - spec.start) / HOUR))
+        label["incident_rate"] = 0.0
+        label["unit"] = "messages/hour sent, posted by webhooks: none"
+    elif spec.metric == "volume":
         camp = spec.scope["campaign"]
         label["baseline_rate"] = expected_volume(world, camp, spec.start, spec.end, with_changes=False)
         label["incident_rate"] = expected_volume(world, camp, spec.start, spec.end, with_changes=True)

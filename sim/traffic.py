@@ -422,3 +422,21 @@ def webhook_arrivals(raw: RawEvents, rng: np.random.Generator) -> tuple[np.ndarr
     arrival = np.concatenate([arrival, dup_arrival])
     order = np.lexsort((seq, arrival))
     return rows[order], seq[order], arrival[order]
+
+
+#: After a webhook outage the ESP retries what failed; the backlog drains over minutes.
+OUTAGE_DRAIN_MEDIAN = 5 * MINUTE
+
+
+def webhook_outages(world: World, msgs: Messages, raw: RawEvents, rows: np.ndarray, seq: np.ndarray,
+                    arrival: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hold back the webhooks of each outage's ESP that would have arrived during it: they arrive
+    after it ends, as the ESP's retries drain the backlog (event times are unchanged)."""
+    esp_of = np.array([c.esp for c in world.campaigns], dtype=object)
+    event_esp = esp_of[msgs.camp[raw.msg[rows]]]
+    arrival = arrival.copy()
+    for esp, start, end in world.outages:
+        held = (event_esp == esp) & (arrival >= start) & (arrival < end)
+        arrival[held] = end + _lognormal(rng, OUTAGE_DRAIN_MEDIAN, 1.0, int(held.sum()))
+    order = np.lexsort((seq, arrival))
+    return rows[order], seq[order], arrival[order]

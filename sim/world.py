@@ -164,6 +164,8 @@ class World:
     #: Where the scored period starts (scenario onsets are fractions of it); earlier traffic
     #: is history a detector learns from (a steady flow is learned over a day).
     scored_start: float | None = None
+    #: Webhook outages: (ESP, start, end) during which that ESP's webhooks do not get through.
+    outages: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
     def end(self) -> float:

@@ -3,7 +3,10 @@
 Scopes are spread by a stable hash of their id, so more partitions and more workers
 share the load. One exception: Benjamini-Hochberg needs every scope a window-test rule
 evaluates in the same round, so all scopes of a scope definition used by such a rule go
-to one partition (chosen by hashing the definition). That keeps the pipeline's alerts
+to one partition (chosen by hashing the definition). Another: a silence rule whose scope
+names the ESP asks, at each window, whether that ESP posted anything at all (its stream's
+scope, :data:`~detector.rules.CHANNEL_SCOPE`), so those scopes go to the partition of their
+ESP's stream (chosen by hashing ``provider=<ESP>``). That keeps the pipeline's alerts
 identical to ``ddetect replay``'s.
 """
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import zlib
 from typing import Iterable, Sequence
 
-from detector.rules import RuleSet
+from detector.rules import CHANNEL_SCOPE, RuleSet
 
 ROUND_TESTS = ("binomial", "betabinomial")
 
@@ -20,8 +23,15 @@ class Partitioner:
     def __init__(self, ruleset: RuleSet, partitions: int):
         self.partitions = partitions
         self.pinned = {r.scope for r in ruleset.rules if r.test in ROUND_TESTS}
+        self.by_channel = ({r.scope for r in ruleset.rules if r.test == "silence" and "provider" in r.scope}
+                           | {CHANNEL_SCOPE}) - self.pinned if CHANNEL_SCOPE in ruleset.scopes() else set()
 
     def __call__(self, fields: Sequence[str] | Iterable[str], scope_id: str) -> int:
         fields = tuple(fields)
-        key = "|".join(fields) if fields in self.pinned else scope_id
+        if fields in self.pinned:
+            key = "|".join(fields)
+        elif fields in self.by_channel:
+            key = next((part for part in scope_id.split("|") if part.startswith("provider=")), scope_id)
+        else:
+            key = scope_id
         return zlib.crc32(key.encode()) % self.partitions

@@ -57,7 +57,7 @@ def test_a_steady_low_volume_flow_that_stops_pages_silence_within_30_minutes():
     events = _steady(rng, "password-reset", 1, T0, stop) + _steady(rng, "receipts", 2, T0, T0 + 2 * DAY)
     events += _bulk(rng, "newsletter", 20_000, T0 + DAY + 9 * 3600, 1.0)
     firing = _alerts(events)
-    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "password-reset"})]
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "password-reset", "provider": "sendgrid"})]
     assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
 
 
@@ -67,7 +67,7 @@ def test_outcome_only_flow_that_stops_pages_silence():
     events = _steady(rng, "receipts", 1, T0, stop, sends=False) + _steady(rng, "other", 2, T0, 2 * DAY + T0,
                                                                         sends=False)
     firing = _alerts(events)
-    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts"})]
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts", "provider": "sendgrid"})]
     assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
 
 
@@ -86,7 +86,7 @@ def test_outcome_only_flow_that_stops_pages_silence_through_its_retry_trickle():
         e["event_id"] += "-retry"
         e["message_id"] += "-retry"
     firing = _alerts(events + retries)
-    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts"})]
+    assert [(a["rule"], a["scope"]) for a in firing] == [("campaign_silence", {"campaign": "receipts", "provider": "sendgrid"})]
     assert stop <= firing[0]["detected_at"] <= stop + 30 * 60
 
 

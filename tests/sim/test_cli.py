@@ -37,7 +37,7 @@ def test_list(capsys):
     assert main_simulate(["--list"]) == 0
     text = capsys.readouterr().out
     for name in ("clean", "provider-block", "old-list", "wrong-segment", "silent-stop", "runaway",
-                 "reputation-decay", "demo"):
+                 "reputation-decay", "webhook-outage", "demo"):
         assert name in text
 
 

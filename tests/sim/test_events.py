@@ -18,7 +18,7 @@ from sim.table import recipient_hash, synthetic_address
 from tests.sim.helpers import HOUR, START, messages, run
 
 SCENARIOS = ["clean", "provider-block", "old-list", "wrong-segment", "silent-stop", "runaway",
-             "reputation-decay", "demo"]
+             "reputation-decay", "webhook-outage", "demo"]
 
 
 def _jsonl(events) -> str:
@@ -217,3 +217,18 @@ def test_clean_million_events_is_reachable_quickly():
     events, labels = simulate("clean", seed=1, start=START, duration=6 * HOUR, scale=2.0)
     assert labels == []
     assert 800_000 < len(events) < 1_400_000
+
+
+def test_a_webhook_outage_holds_back_only_its_esp_and_only_the_arrivals():
+    import numpy as np
+    table, (label,) = simulate("webhook-outage", seed=3, start=START, duration=6 * HOUR, scale=0.2)
+    clean, _ = simulate("clean", seed=3, start=START, duration=6 * HOUR, scale=0.2)
+    esp = np.asarray(table.camp_esp, dtype=object)[table.m_camp[table.msg]]
+    mine = esp == label["scope"]["provider"]
+    during = (table.arrival >= label["start"]) & (table.arrival < label["end"])
+    assert not (mine & during).any() and (~mine & during).sum() > 1000
+    held = mine & (table.ts >= label["start"]) & (table.ts < label["end"] - 600)
+    assert held.sum() > 200 and (table.arrival[held] >= label["end"]).all()
+    # the mail is the same: every event of the clean run, at the same event time
+    assert sorted(table.ts.tolist()) == sorted(clean.ts.tolist())
+    assert list(table.arrival) == sorted(table.arrival)

@@ -30,10 +30,10 @@ def test_label_shape(scenario):
         assert LABEL_KEYS <= set(label)
         assert label["scenario"] == scenario
         assert START <= label["start"] < label["end"] <= START + 6 * HOUR
-        assert label["kind"] in ("step", "ramp", "silence", "surge")
+        assert label["kind"] in ("step", "ramp", "silence", "surge", "outage")
         assert label["scope"] and all(isinstance(v, str) for v in label["scope"].values())
         assert label["baseline_rate"] is not None and label["incident_rate"] is not None
-        if label["kind"] in ("silence",):
+        if label["kind"] in ("silence", "outage"):
             assert label["incident_rate"] == 0 < label["baseline_rate"]
         else:
             assert label["incident_rate"] > 3 * label["baseline_rate"]
