@@ -22,7 +22,7 @@ from . import clock, detectors, sends
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
 from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, count_scopes,
-                     deltas, sequence_type_mask, FIRST_ATTEMPT_BASIS)
+                     deltas, scope_id, sequence_type_mask, FIRST_ATTEMPT_BASIS)
 from .gcpause import gc_paused
 from .mailbox import register_domains
 from .rates import METRICS
@@ -448,7 +448,7 @@ class Engine:
         """ESPs (``provider``) known before ``start`` that posted no event at all in that window."""
         out = set()
         for value in self.meta.get("channels", ()):
-            st = self.states.get(f"provider={value}")
+            st = self.states.get(scope_id(CHANNEL_SCOPE, (value,)))
             if st is not None and st["first"] is not None and st["first"] < start:
                 counts = st["windows"].get(key)
                 if counts is None or not any(counts[:_N_TYPES]):
