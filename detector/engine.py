@@ -41,6 +41,8 @@ _EVALUATORS = {
 #: messages per trial it hears back about (see :func:`detector.sends.sending`).
 SENDING_RATIO = 0.8
 _N_TYPES = len(EVENT_TYPES)
+_ACCEPTED, _DELIVERED, _BOUNCED = COUNTER_INDEX["accepted"], COUNTER_INDEX["delivered"], COUNTER_INDEX["bounced"]
+_FIRST_ATTEMPTS = COUNTER_INDEX["first_attempts"]
 
 
 def wkey(start: float) -> str:
@@ -82,6 +84,8 @@ class Engine:
         self._empty_run_bound = clock.empty_run_bound(ruleset)
         #: silence rules that name the ESP: a window without any event of that ESP is unobserved
         self._channel_silence = CHANNEL_SCOPE in self.scope_defs
+        #: window start -> its text key, for the windows still open (dropped as each closes)
+        self._wkeys: dict[float, str] = {}
         for provider, domains in ruleset.mailbox_providers.items():
             register_domains(provider, domains)
 
@@ -157,13 +161,20 @@ class Engine:
         first_open = meta.get("first_open")
         windows = st["windows"]
         first, last = st["first"], st["last_seen"]
-        observe = sends.observe
+        keys = self._wkeys
+        acc = att = fa = 0  # the delta's sends, attempts and first attempts, for the scope's history
+        heard = False
         for start, counts in windows_in.items():
             if closed is not None and start < closed:
                 late += sum(counts[:_N_TYPES])
                 continue
-            observe(st, counts)
-            key = repr(float(start))  # wkey
+            acc += counts[_ACCEPTED]
+            att += counts[_DELIVERED] + counts[_BOUNCED]
+            fa += counts[_FIRST_ATTEMPTS]
+            heard = True
+            key = keys.get(start)
+            if key is None:
+                key = keys[start] = repr(float(start))  # wkey
             prev = windows.get(key)
             if prev is not None:
                 if len(prev) < len(counts):  # stored by a version with fewer counters
@@ -177,6 +188,8 @@ class Engine:
                 last = st["last_seen"] = start
             if first_open is None or start < first_open:
                 first_open = meta["first_open"] = start
+        if heard:
+            sends.observe_totals(st, acc, att, fa)
         if reasons_in:
             st_reasons = st["reasons"]
             for start, reasons in reasons_in.items():
@@ -223,7 +236,7 @@ class Engine:
                     marks = [n]
                 if closed is not None and start < closed:
                     continue
-                key = repr(float(start))  # wkey
+                key = self._wkeys.get(start) or wkey(start)
                 if rule.min_sends > 0:
                     if cov is None:
                         cov, first = sends.coverage_numbered(st)
@@ -368,6 +381,7 @@ class Engine:
     def close_window(self, start: float) -> list[dict]:
         """Evaluate every rule on every known scope for the window starting at ``start``."""
         key = wkey(start)
+        self._wkeys.pop(start, None)
         alerts: list[tuple[int, str, dict]] = []
         rounds: dict[str, list[tuple[detectors.Finding, str, dict]]] = defaultdict(list)
         zeros = [0] * N_COUNTERS

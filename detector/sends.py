@@ -42,10 +42,15 @@ def attempts(counts: Sequence[int]) -> int:
 
 def observe(st: dict, counts: Sequence[int]) -> None:
     """Add one delta's window counters to the scope's send/attempt history."""
+    observe_totals(st, counts[_ACCEPTED], counts[_DELIVERED] + counts[_BOUNCED], counts[_FIRST_ATTEMPTS])
+
+
+def observe_totals(st: dict, accepted: int, attempted: int, first_attempts: int) -> None:
+    """:func:`observe` on counters already summed (over a delta's windows)."""
     get = st.get
-    acc = get("acc", 0) + counts[_ACCEPTED]
-    att = get("att", 0) + (counts[_DELIVERED] + counts[_BOUNCED])  # + attempts(counts)
-    fa = get("fa", 0) + counts[_FIRST_ATTEMPTS]
+    acc = get("acc", 0) + accepted
+    att = get("att", 0) + attempted
+    fa = get("fa", 0) + first_attempts
     if att > _HALF_LIFE_ATTEMPTS:
         acc, att, fa = acc // 2, att // 2, fa // 2
     st["acc"], st["att"], st["fa"] = acc, att, fa
