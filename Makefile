@@ -42,7 +42,7 @@ kafka-down:
 	deploy/kafka/kafka.sh down
 
 test: $(STAMP) deps kafka-fetch
-	$(PY) -m pytest -q -rfEs --junitxml=.test-report.xml
+	$(PY) -m pytest -q -rfEsxX --junitxml=.test-report.xml
 
 run: $(STAMP)
 	$(PY) -m ddetect.demo

@@ -162,6 +162,14 @@ class EventBatch:
                 first[new_first] = True
             if known:
                 unknown[known] = False
+        # a bounce with a transient (4xx) reply ends a message the ESP retried until it gave up:
+        # its first attempt was hours earlier (an ESP that posts no deferrals shows nothing else
+        # of it), so it is no trial of the window it arrives in, where it would read as a burst
+        ended = [i for i in np.flatnonzero((tcode == _BOUNCED) & (attempt == 0)).tolist()
+                 if 400 <= (events[i].get("smtp_code") or 0) < 500]
+        if ended:
+            first[ended] = False
+            unknown[ended] = False
         throttled = None
         # first-attempt deferrals only: a retry of a throttled message is the same trial again,
         # and after a bulk send its retries would outnumber the sends
@@ -231,6 +239,7 @@ def _factorize(codes: np.ndarray, space: int) -> tuple[np.ndarray, np.ndarray]:
 
 _DELIVERED = TYPE_CODE["delivered"]
 _DEFERRED = TYPE_CODE["deferred"]
+_BOUNCED = TYPE_CODE["bounced"]
 _BLOCK = BOUNCE_CODE["block"]
 _ATTEMPT_TRIALS = COUNTER_INDEX["attempt_trials"]
 _REFUSED = COUNTER_INDEX["refused"]

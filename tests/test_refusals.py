@@ -74,6 +74,22 @@ def test_without_a_retry_memory_every_unnumbered_outcome_is_a_trial():
     assert trials == [1, 2] and refused == [2]
 
 
+def test_a_bounce_with_a_transient_reply_ends_retries_and_is_no_trial_of_its_window():
+    """An ESP that posts no deferrals (Postmark) shows a throttled message only as its final
+    bounce, hours after the send, with the 4xx reply it gave up on: that is no first attempt."""
+    gave_up = "421-4.7.28 [198.51.100.22] Gmail has detected an unusual rate of unsolicited mail"
+    events = [_ev(T0, "bounced", "m1", provider="gmail", bounce_class="block", smtp_code=421, reason=gave_up),
+              _ev(T0 + 1, "bounced", None, provider="gmail", bounce_class="block", smtp_code=421, reason=gave_up),
+              _ev(T0 + 2, "bounced", "m3", provider="gmail", bounce_class="block", smtp_code=550),
+              _ev(T0 + 3, "bounced", None, provider="gmail", bounce_class="block", smtp_code=550),
+              _ev(T0 + 4, "bounced", "m5", provider="gmail", bounce_class="block", smtp_code=421, attempt=1)]
+    for retries in (RetryMemory(), None):
+        trials, refused = _counts(events, retries)
+        assert trials == [2, 3, 4] and refused == [2, 3, 4]  # a numbered first attempt is believed
+    batch = EventBatch.from_events(events, retries=RetryMemory())
+    assert batch.first_attempts.tolist() == [2, 4]
+
+
 def test_aggregate_sequences_first_attempts_in_arrival_order():
     rng = np.random.default_rng(5)
     events, truth = [], []
