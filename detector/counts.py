@@ -165,8 +165,8 @@ class EventBatch:
         # a bounce with a transient (4xx) reply ends a message the ESP retried until it gave up:
         # its first attempt was hours earlier (an ESP that posts no deferrals shows nothing else
         # of it), so it is no trial of the window it arrives in, where it would read as a burst
-        ended = [i for i in np.flatnonzero((tcode == _BOUNCED) & (attempt == 0)).tolist()
-                 if 400 <= (events[i].get("smtp_code") or 0) < 500]
+        unnumbered_bounce = (tcode == _BOUNCED) & (attempt == 0)
+        ended = [i for i, code, _ in reasons if code is not None and 400 <= code < 500 and unnumbered_bounce[i]]
         if ended:
             first[ended] = False
             unknown[ended] = False
