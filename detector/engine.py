@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from . import clock, detectors, sends
+from . import clock, detectors, sends, shrinkage
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
 from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, count_scopes,
@@ -415,7 +415,11 @@ class Engine:
                 if unheard and test == "silence" and fields != CHANNEL_SCOPE and st["scope"].get("provider") in unheard:
                     continue  # its ESP posted nothing at all in this window: unobserved, not silent
                 if test == "cusum":
-                    finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
+                    if rule.pool_under:
+                        finding = self._close_pooled(rule, rst, st, sid, start, x, n, sent)
+                    else:
+                        finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
+                        rst.pop("learned", None)
                 elif test == "policy":
                     finding = detectors.eval_policy(rule, rst, sid, start, x, n, window=window, learned_lag=learned)
                 elif test == "surge" or test == "silence":
@@ -457,6 +461,27 @@ class Engine:
             del self.states[sid]
         alerts.sort(key=lambda t: (t[0], t[1]))
         return [a for _, _, a in alerts]
+
+    def _close_pooled(self, rule: Rule, rst: dict, st: dict, sid: str, start: float, x: int, n: int,
+                      sent: int) -> detectors.Finding | None:
+        """A CUSUM window close of a rule whose sparse scopes are pooled under a parent: a scope
+        still warming up gets its siblings' prior; a baseline it learns joins their pool. The
+        pools live in ``meta`` (the partition's clock), and every scope of a parent is on one
+        partition (:class:`streams.partitioning.Partitioner`), so replay and pipeline agree."""
+        pools = self.meta.get("pools")
+        key = shrinkage.parent_key(rule.name, st["scope"], rule.pool_under)
+        prior = None
+        if rst["phase"] == "warmup" and pools and key in pools:
+            prior = shrinkage.SiblingRates(pools[key]).prior(max_strength=max(rule.warmup_messages, 1))
+        finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, self.window, prior=prior)
+        learned = rst.pop("learned", None)
+        if learned:
+            pools = dict(pools or {})
+            siblings = shrinkage.SiblingRates(pools.get(key))
+            siblings.add(*learned)
+            pools[key] = siblings.sums
+            self.meta["pools"] = pools
+        return finding
 
     def _unheard_channels(self, key: str, start: float) -> set[str]:
         """ESPs (``provider``) known before ``start`` that posted no event at all in that window."""

@@ -60,6 +60,9 @@ class Rule:
     fa_per_scope_day: float | None = None   # false-alarm budget per scope and day; ARL0 follows per scope
     baseline_floor: float = 1e-4
     baseline_cap: float | None = None
+    #: scope fields of the parent a sparse scope is pooled under while it warms up (empirical-Bayes
+    #: prior from its siblings' learned baselines, :mod:`detector.shrinkage`); () for none
+    pool_under: tuple[str, ...] = ()
     # window tests
     q: float = 0.01
     span_windows: int = 1
@@ -179,6 +182,7 @@ _RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
     "false_alarms_per_scope_day": ("prob", ("cusum",)),
     "baseline_floor": ("prob", ("cusum", "binomial", "betabinomial")),
     "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
+    "pool_under": ("scope", ("cusum",)),
     "q": ("prob", ("binomial", "betabinomial")),
     "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
     "max_run": ("duration", ("surge",)),
@@ -368,6 +372,10 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
         return None
     if values.get("baseline_cap") is not None and values["baseline_cap"] < values.get("baseline_floor", 1e-4):
         errs.add(keys["baseline_cap"][1], "baseline_cap must be >= baseline_floor", rname)
+        return None
+    if "pool_under" in values and not set(values["pool_under"]) < set(values["scope"]):
+        errs.add(keys["pool_under"][1], "pool_under must name some, not all, of the rule's scope fields "
+                 f"(the parent scope its scopes are pooled under; scope is [{', '.join(values['scope'])}])", rname)
         return None
     if values.get("lag_fastest", 0.0) > values.get("lag_median", 0.0) > 0:
         errs.add(keys["lag"][1], "lag.fastest must not exceed lag.median (it bounds the lag from below)", rname)

@@ -22,6 +22,7 @@ EXPECTED = {
     "bad_span.yaml": (11, 11, "span must be a whole number of windows"),
     "bad_yaml_syntax.yaml": (4, 1, "invalid YAML"),
     "bad_settings_duration.yaml": (2, 11, "settings.window 'five minutes' is not a duration"),
+    "bad_pool_under.yaml": (8, 17, "pool_under must name some, not all, of the rule's scope fields"),
 }
 
 
