@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import beta as beta_dist
@@ -20,7 +20,9 @@ from . import cusum, drift, exposure, flow, policy, surge, volume, window_test
 from .shrinkage import BetaPrior
 from .counts import COUNTERS
 from .rates import METRICS
-from .rules import Rule
+
+if TYPE_CHECKING:   # the rule loader reads the test table (registry.py), which reads this module
+    from .rules import Rule
 
 _MAX_HISTORY = 288  # windows of (x, n) kept for overdispersion estimates
 BASELINE_CONFIDENCE = 0.95

@@ -12,6 +12,7 @@ through :meth:`apply_delta` and :meth:`advance`), so they emit the same alerts.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from collections import defaultdict
 from operator import add
 from typing import Iterable, Mapping, MutableMapping, Sequence
@@ -19,6 +20,7 @@ from typing import Iterable, Mapping, MutableMapping, Sequence
 import numpy as np
 
 from . import clock, detectors, sends, shrinkage
+from .registry import STAT_TESTS, CloseContext
 from .alert import alert_id, build_alert, dedup_key
 from .event import EVENT_TYPES
 from .counts import (COUNTER_INDEX, N_COUNTERS, EventBatch, ScopeDelta, Vocabulary, SCOPE_FIELDS, count_scopes,
@@ -29,13 +31,6 @@ from .rates import METRICS
 from .lag import ComplaintLags
 from .retries import RetryMemory
 from .rules import CHANNEL_SCOPE, Rule, RuleSet
-
-_EVALUATORS = {
-    "binomial": detectors.eval_window,
-    "betabinomial": detectors.eval_window,
-    "policy": detectors.eval_policy,
-}
-
 
 #: A window is charted message by message only while the scope sends at least this many
 #: messages per trial it hears back about (see :func:`detector.sends.sending`).
@@ -388,7 +383,7 @@ class Engine:
         expired = []
         states, plans, window, ttl = self.states, self._close_plan, self.window, self.ttl
         new_state = detectors.new_state
-        learned = self.meta.get("lag")
+        ctx = CloseContext(window=window, learned_lag=self.meta.get("lag"))
         unheard = self._unheard_channels(key, start) if self._channel_silence else ()
         for sid in list(states):
             st = states[sid]
@@ -414,21 +409,11 @@ class Engine:
                         continue
                 if unheard and test == "silence" and fields != CHANNEL_SCOPE and st["scope"].get("provider") in unheard:
                     continue  # its ESP posted nothing at all in this window: unobserved, not silent
-                if test == "cusum":
-                    if rule.pool_under:
-                        finding = self._close_pooled(rule, rst, st, sid, start, x, n, sent)
-                    else:
-                        finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, window)
-                        rst.pop("learned", None)
-                elif test == "policy":
-                    finding = detectors.eval_policy(rule, rst, sid, start, x, n, window=window, learned_lag=learned)
-                elif test == "surge" or test == "silence":
-                    finding = detectors.eval_volume(rule, rst, sid, start, x, window)
-                elif test == "drift":
-                    finding = detectors.eval_drift(rule, rst, sid, start, x, n, window)
+                if rule.pool_under:
+                    finding = self._close_pooled(rule, rst, st, sid, start, x, n, sent, ctx)
                 else:
-                    pooled = detectors.pool(rule, rst, x, n, sent)
-                    finding = None if pooled is None else _EVALUATORS[test](rule, rst, sid, start, *pooled)
+                    finding = STAT_TESTS[test].close(rule, rst, sid, start, x, n, sent, ctx)
+                    rst.pop("learned", None)
                 if finding is None:
                     continue
                 if finding.fire is None:
@@ -463,7 +448,7 @@ class Engine:
         return [a for _, _, a in alerts]
 
     def _close_pooled(self, rule: Rule, rst: dict, st: dict, sid: str, start: float, x: int, n: int,
-                      sent: int) -> detectors.Finding | None:
+                      sent: int, ctx: CloseContext) -> detectors.Finding | None:
         """A CUSUM window close of a rule whose sparse scopes are pooled under a parent: a scope
         still warming up gets its siblings' prior; a baseline it learns joins their pool. The
         pools live in ``meta`` (the partition's clock), and every scope of a parent is on one
@@ -473,7 +458,7 @@ class Engine:
         prior = None
         if rst["phase"] == "warmup" and pools and key in pools:
             prior = shrinkage.SiblingRates(pools[key]).prior(max_strength=max(rule.warmup_messages, 1))
-        finding = detectors.close_cusum(rule, rst, sid, start, x, n, sent, self.window, prior=prior)
+        finding = STAT_TESTS[rule.test].close(rule, rst, sid, start, x, n, sent, replace(ctx, prior=prior))
         learned = rst.pop("learned", None)
         if learned:
             pools = dict(pools or {})
@@ -528,7 +513,7 @@ class Engine:
         alert = build_alert(status="resolved", the_alert_id=rst["alert_id"], fired_at=rst["fired_at"], detected_at=at,
                             **common)
         rst.update(firing=False, quiet=0, alert_id=None, fired_at=None, fired_window=None)
-        if rule.test == "cusum":
+        if STAT_TESTS[rule.test].relearns:
             detectors.relearn(rst)
         return alert
 
@@ -578,7 +563,7 @@ def _chart_plan(ruleset: RuleSet) -> tuple[dict, dict, dict]:
                        else [int(i) for i in np.flatnonzero(basis)]) for f, basis in sequences.items()}
     charts: dict[tuple[str, ...], list] = {}  # per scope: (rule, slot roles, unmarked positions are trials?)
     for r in ruleset.rules:
-        if r.test == "cusum":
+        if STAT_TESTS[r.test].sequential:
             metric = METRICS[r.metric]
             charts.setdefault(r.scope, []).append((r, detectors.slot_roles(r.metric),
                                                    "delivered" in metric.denominator or metric.first_attempt_basis))
@@ -656,7 +641,7 @@ def sequence_types(ruleset: RuleSet) -> dict[tuple[str, ...], np.ndarray | str]:
     types: dict[tuple[str, ...], set[str]] = defaultdict(set)
     first: set[tuple[str, ...]] = set()
     for rule in ruleset.rules:
-        if rule.test == "cusum":
+        if STAT_TESTS[rule.test].sequential:
             metric = METRICS[rule.metric]
             if metric.first_attempt_basis:
                 first.add(rule.scope)

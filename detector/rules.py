@@ -17,12 +17,10 @@ import yaml
 from .counts import SCOPE_FIELDS
 from .feedback_loops import FEEDBACK_LOOPS
 from .rates import METRICS
+from .registry import STAT_TESTS, applicable_tests
 
 CATEGORIES = ("technical", "compliance", "performance", "complaints", "security")
 SEVERITIES = ("critical", "warning", "info")
-TESTS = ("cusum", "binomial", "betabinomial", "policy", "drift", "surge", "silence")
-RATE_TESTS = ("cusum", "binomial", "betabinomial", "policy", "drift")
-VOLUME_TESTS = ("surge", "silence")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -171,29 +169,18 @@ def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
     return {k.value: (k, v) for k, v in node.value}
 
 
-# key -> (kind, allowed tests or None for all)
-_RULE_KEYS: dict[str, tuple[str, tuple[str, ...] | None]] = {
-    "name": ("name", None), "description": ("str", None), "test": ("test", None),
-    "metric": ("metric", None), "scope": ("scope", None), "category": ("category", None),
-    "severity": ("severity", None), "min_volume": ("count", None),
-    "min_sends": ("count", ("cusum", "binomial", "betabinomial")), "warmup": ("warmup", None),
-    "resolve": ("resolve", None), "enabled": ("bool", None),
-    "shift": ("shift", ("cusum",)), "p1": ("prob", ("cusum",)), "arl0": ("arl0", ("cusum",)),
-    "false_alarms_per_scope_day": ("prob", ("cusum",)),
-    "baseline_floor": ("prob", ("cusum", "binomial", "betabinomial")),
-    "baseline_cap": ("prob", ("cusum", "binomial", "betabinomial")),
-    "pool_under": ("scope", ("cusum",)),
-    "q": ("prob", ("binomial", "betabinomial")),
-    "span": ("duration", ("binomial", "betabinomial", "policy", "surge")),
-    "max_run": ("duration", ("surge",)),
-    "min_span": ("duration", ("policy",)),
-    "min_effect": ("ratio", ("binomial", "betabinomial", "drift")),
-    "rate": ("prob", ("policy",)), "alpha": ("prob", ("policy", "drift", "surge", "silence")),
-    "baseline_days": ("count", ("drift",)),
-    "method": ("method", ("policy",)), "lag": ("lag", ("policy",)),
-    "factor": ("ratio", ("surge",)), "seasonal": ("bool", ("surge", "silence")),
-    "min_expected": ("nonneg", ("surge", "silence")), "ewma": ("prob", ("surge", "silence")),
-    "min_active": ("share", ("surge", "silence")), "trickle": ("share", ("silence",)),
+# key -> kind of value; which tests a key applies to is the test table's (detector/registry.py)
+_RULE_KEYS: dict[str, str] = {
+    "name": "name", "description": "str", "test": "test", "metric": "metric", "scope": "scope",
+    "category": "category", "severity": "severity", "min_volume": "count", "min_sends": "count",
+    "warmup": "warmup", "resolve": "resolve", "enabled": "bool",
+    "shift": "shift", "p1": "prob", "arl0": "arl0", "false_alarms_per_scope_day": "prob",
+    "baseline_floor": "prob", "baseline_cap": "prob", "pool_under": "scope",
+    "q": "prob", "span": "duration", "max_run": "duration", "min_span": "duration",
+    "min_effect": "ratio", "rate": "prob", "alpha": "prob", "baseline_days": "count",
+    "method": "method", "lag": "lag",
+    "factor": "ratio", "seasonal": "bool", "min_expected": "nonneg", "ewma": "prob",
+    "min_active": "share", "trickle": "share",
 }
 _REQUIRED = ("name", "test", "metric", "scope", "category", "severity")
 
@@ -218,7 +205,7 @@ def _check_value(kind: str, node: yaml.Node, value: Any, window: float) -> Any:
             raise ValueError("must be true or false")
         return value
     if kind in ("test", "category", "severity", "method"):
-        allowed = {"test": TESTS, "category": CATEGORIES, "severity": SEVERITIES,
+        allowed = {"test": tuple(STAT_TESTS), "category": CATEGORIES, "severity": SEVERITIES,
                    "method": ("clopper-pearson", "wilson")}[kind]
         if value not in allowed:
             raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
@@ -302,12 +289,12 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
             errs.add(node, f"missing required key {req!r}", rname)
     values: dict[str, Any] = {}
     for key, (knode, vnode) in keys.items():
-        spec = _RULE_KEYS.get(key)
-        if spec is None:
+        kind = _RULE_KEYS.get(key)
+        if kind is None:
             errs.add(knode, f"unknown key {key!r}", rname)
             continue
-        kind, tests = spec
-        if tests is not None and test in TESTS and test not in tests:
+        tests = applicable_tests(key)
+        if tests and test in STAT_TESTS and test not in tests:
             errs.add(knode, f"key {key!r} does not apply to test {test!r} (only {', '.join(tests)})", rname)
             continue
         if kind == "lag":
@@ -357,14 +344,15 @@ def _load_rule(node: yaml.Node, errs: _Collector, window: float) -> Rule | None:
     if len(errs.errors) > n_before:
         return None
     metric = METRICS[values["metric"]]
-    if values["test"] in VOLUME_TESTS and not metric.is_volume:
+    measures = STAT_TESTS[values["test"]].measures
+    if measures == "volume" and not metric.is_volume:
         errs.add(keys["metric"][1], f"test {values['test']!r} needs a volume metric, {metric.name!r} is a rate", rname)
         return None
-    if values["test"] in RATE_TESTS and metric.is_volume:
+    if measures == "rate" and metric.is_volume:
         errs.add(keys["metric"][1], f"test {values['test']!r} needs a rate metric, {metric.name!r} is a volume", rname)
         return None
-    if values["test"] == "cusum" and not metric.sequenceable:
-        errs.add(keys["metric"][1], f"test 'cusum' charts message by message, which {metric.name!r} does not allow "
+    if STAT_TESTS[values["test"]].sequential and not metric.sequenceable:
+        errs.add(keys["metric"][1], f"test {values['test']!r} charts message by message, which {metric.name!r} does not allow "
                  f"({metric.description}): use binomial, betabinomial or policy", rname)
         return None
     if values["test"] == "policy" and "rate" not in values:
@@ -478,7 +466,7 @@ def load_rules_text(text: str, path: str = "<string>") -> RuleSet:
                     errs.add(item, "duplicate rule name (first defined at line "
                              f"{names[rule.name].start_mark.line + 1})", rule.name)
                     continue
-                if rule.test == "cusum":
+                if STAT_TESTS[rule.test].sequential:
                     other = charted.setdefault(rule.scope, rule)
                     if METRICS[other.metric].first_attempt_basis != METRICS[rule.metric].first_attempt_basis:
                         errs.add(item, f"cusum on {rule.metric!r} charts other trials than rule {other.name!r} "

@@ -17,15 +17,14 @@ from __future__ import annotations
 import zlib
 from typing import Iterable, Sequence
 
+from detector.registry import STAT_TESTS
 from detector.rules import CHANNEL_SCOPE, RuleSet
-
-ROUND_TESTS = ("binomial", "betabinomial")
 
 
 class Partitioner:
     def __init__(self, ruleset: RuleSet, partitions: int):
         self.partitions = partitions
-        self.pinned = {r.scope for r in ruleset.rules if r.test in ROUND_TESTS}
+        self.pinned = {r.scope for r in ruleset.rules if STAT_TESTS[r.test].in_rounds}
         self.by_channel = ({r.scope for r in ruleset.rules if r.test == "silence" and "provider" in r.scope}
                            | {CHANNEL_SCOPE}) - self.pinned if CHANNEL_SCOPE in ruleset.scopes() else set()
         parents: dict[tuple[str, ...], set[str]] = {}
