@@ -181,19 +181,21 @@ def bank(rule: Rule, p0: float, arl0: float, alternatives: Sequence[float] | Non
     return charts[0], charts[1:]
 
 
-def _arm_cusum(rule: Rule, st: dict, trials_per_day: float | None = None, prior: BetaPrior | None = None) -> None:
+def _arm_cusum(rule: Rule, st: dict, trials_per_day: float | None = None, prior: BetaPrior | None = None,
+               prior_p0: float | None = None) -> None:
     """Freeze the warm-up baseline and calibrate the chart's threshold to its ARL0.
 
-    With ``prior`` the baseline is its siblings' (:func:`_prior_baseline`), the false-alarm budget
+    With ``prior`` the baseline is its siblings', ``prior_p0`` (:func:`_prior_baseline`), the false-alarm budget
     is the rule's ``arl0`` (the scope's traffic is not known yet), and the scope keeps counting
     its own calm windows until it has a warm-up of its own (:func:`_own_baseline_due`).
     """
     if prior is None:
         p0 = _round_sig(_baseline(rule, st["wx"], st["wn"]))
         st.pop("eb", None)
-        st["learned"] = [st["wx"], st["wn"]]     # for the parent's pool (the engine takes it)
+        if rule.pool_under:
+            st["learned"] = [st["wx"], st["wn"]]     # for the parent's pool (the engine takes it)
     else:
-        p0 = _prior_baseline(rule, prior)
+        p0 = prior_p0
         st["eb"] = {"mean": prior.mean, "strength": prior.strength, "siblings": prior.siblings}
     main, more = bank(rule, p0, chart_arl0(rule, trials_per_day))
     st.pop("a", None)
@@ -226,12 +228,7 @@ def _own_baseline_due(rule: Rule, st: dict, x: int, n: int) -> bool:
     """Count a calm judged window of a scope armed on a prior; True once it has its own warm-up
     and no chart holds evidence (each below half its threshold), so the baseline can be
     learned from the scope itself without swallowing an incident that is building."""
-    st["wx"] += x
-    st["wn"] += n
-    st["ww"] += 1
-    if st["wn"] < max(rule.warmup_messages, 1) or st["ww"] < rule.warmup_windows:
-        return False
-    return all(c["s"] < c["h"] / 2 for c in charts(st))
+    return _warm(rule, st, x, n) and all(c["s"] < c["h"] / 2 for c in charts(st))
 
 
 def _chart_finding(rule: Rule, chart: dict, sid: str, w: float, x: int, n: int, *, fire: bool, calm: bool,
@@ -263,8 +260,10 @@ def close_cusum(rule: Rule, st: dict, sid: str, w: float, x: int, n: int, sends:
         if pooled is not None and _warm(rule, st, *pooled):
             elapsed = w + window - st["w0"]
             _arm_cusum(rule, st, st["wn"] * 86400.0 / elapsed if elapsed > 0 else None)
-        elif prior is not None and not st.get("own_only") and _prior_baseline(rule, prior) is not None:
-            _arm_cusum(rule, st, None, prior=prior)
+        elif prior is not None and not st.get("own_only"):
+            p0 = _prior_baseline(rule, prior)
+            if p0 is not None:
+                _arm_cusum(rule, st, None, prior=prior, prior_p0=p0)
         if not st["firing"] or "pre" not in st:
             return None
         chart = st["pre"]  # an alarm of the provisional chart resolves against its own reference

@@ -413,7 +413,6 @@ class Engine:
                     finding = self._close_pooled(rule, rst, st, sid, start, x, n, sent, ctx)
                 else:
                     finding = STAT_TESTS[test].close(rule, rst, sid, start, x, n, sent, ctx)
-                    rst.pop("learned", None)
                 if finding is None:
                     continue
                 if finding.fire is None:

@@ -17,6 +17,7 @@ prior never counts for more than the warm-up a scope would otherwise have needed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 from scipy.stats import beta as beta_dist
@@ -36,7 +37,13 @@ class BetaPrior:
         """One-sided upper bound of a scope's rate after ``x`` events in ``n`` trials."""
         a = self.strength * self.mean + x
         b = self.strength * (1.0 - self.mean) + (n - x)
-        return float(beta_dist.ppf(confidence, a, b)) if a > 0 and b > 0 else 1.0
+        return _beta_quantile(confidence, a, b) if a > 0 and b > 0 else 1.0
+
+
+@lru_cache(maxsize=4096)
+def _beta_quantile(confidence: float, a: float, b: float) -> float:
+    """Every warming-up scope of one parent asks for the same quantile at each window close."""
+    return float(beta_dist.ppf(confidence, a, b))
 
 
 class SiblingRates:
